@@ -1,0 +1,57 @@
+// The chunk-size rules, as pure functions of (items or units remaining, P, parameters), so that
+// they can be tested on their own and reused by anything that simulates a schedule.
+// Every function returns a size in [1, remaining] when remaining >= 1.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+namespace forkpool::detail {
+
+// Work stealing with an automatic grain aims at this many grains per worker: few enough that the
+// per-chunk cost (one CAS and one indirect call, ~20 ns) is invisible, many enough that the last
+// grain of a worker is a small part of its share (under 0.5% of it).
+inline constexpr std::uint64_t kAutoGrainsPerWorker = 256;
+// A worker takes 1/kOwnTakeDivisor of its own remaining range at a time (never below the grain):
+// large chunks while there is much left, small ones near the end where balance is decided.
+inline constexpr std::uint64_t kOwnTakeDivisor = 8;
+// A static block is run in this many pieces so that a cancelled map stops within a piece.
+inline constexpr std::uint64_t kStaticPieces = 16;
+
+constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
+
+struct Block {
+  std::uint64_t first, last;
+};
+
+// Block w of `count` items split into `parts` near-equal contiguous blocks (the first
+// count % parts blocks are one longer).
+constexpr Block static_block(std::uint64_t count, std::uint64_t parts, std::uint64_t w) {
+  const std::uint64_t q = count / parts, r = count % parts;
+  const std::uint64_t first = w * q + std::min(w, r);
+  return {first, first + q + (w < r ? 1 : 0)};
+}
+
+// GSS: ceil(R / P), at least min_chunk, at most R.
+constexpr std::uint64_t guided_chunk(std::uint64_t remaining, std::uint64_t workers,
+                                     std::uint64_t min_chunk) {
+  return std::min(remaining, std::max(min_chunk, ceil_div(remaining, workers)));
+}
+
+// The grain work_stealing(0) uses for `count` units over `workers` workers.
+constexpr std::uint64_t auto_grain(std::uint64_t count, std::uint64_t workers) {
+  return std::max<std::uint64_t>(1, count / (workers * kAutoGrainsPerWorker));
+}
+
+// What an owner takes from the front of its own range of `remaining` units.
+constexpr std::uint64_t own_take(std::uint64_t remaining, std::uint64_t grain) {
+  return std::min(remaining, std::max(grain, ceil_div(remaining, kOwnTakeDivisor)));
+}
+
+// What a thief takes from the back of a victim's range of `remaining` units: the back half,
+// rounded down, or everything when halving would leave a piece under the grain.
+constexpr std::uint64_t steal_amount(std::uint64_t remaining, std::uint64_t grain) {
+  return remaining < 2 * grain ? remaining : remaining / 2;
+}
+
+}  // namespace forkpool::detail

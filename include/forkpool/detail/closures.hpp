@@ -1,0 +1,213 @@
+// What a worker runs for one chunk of a map. Each kind of map has a closure type holding the
+// user's callable and pointers into the segment; the closure is copied as bytes into the segment
+// and the worker calls run_chunk<Closure>, a function instantiated for it in this same binary.
+// The loop over a chunk is therefore fully typed (f is inlined); there is one indirect call per
+// chunk, not per item.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+namespace forkpool::detail {
+
+using ChunkFn = void (*)(const void* closure, std::int64_t first, std::int64_t last,
+                         unsigned worker) noexcept;
+
+// A type-erased closure on the caller's stack, before it is copied into the segment.
+struct JobCallable {
+  ChunkFn run;
+  const void* closure;
+  std::size_t size;
+  std::size_t align;
+};
+
+// Called in a worker, inside a catch block: records the exception being handled as the map's
+// error at item `index` (the first error of a map wins) and cancels the rest of the map.
+void record_task_error(std::int64_t index) noexcept;
+
+template <class Closure>
+void run_chunk(const void* closure, std::int64_t first, std::int64_t last,
+               unsigned worker) noexcept {
+  static_cast<const Closure*>(closure)->run(first, last, worker);
+}
+
+template <class F>
+constexpr bool callable_is_trivially_copyable() {
+  static_assert(std::is_trivially_copyable_v<F>,
+                "forkpool: the callable must be trivially copyable, because it is copied as bytes "
+                "into shared memory for the worker processes. Capture only trivially copyable "
+                "values or pointers (a std::vector or std::string captured by value is not); put "
+                "data the workers need in a forkpool::SharedArray and capture its data() or span()");
+  return std::is_trivially_copyable_v<F>;
+}
+
+template <class R>
+constexpr bool result_is_storable() {
+  static_assert(!std::is_void_v<R>, "forkpool: f returns void; use Pool::for_each for side effects");
+  static_assert(std::is_void_v<R> || std::is_trivially_copyable_v<R>,
+                "forkpool: map results must be trivially copyable, because the workers write them "
+                "straight into shared memory");
+  return true;
+}
+
+template <class F, class Arg, bool = std::is_invocable_v<F&, Arg>>
+struct ResultOf {
+  static_assert(std::is_invocable_v<F&, Arg>,
+                "forkpool: f cannot be called with an item: a map over a Range calls "
+                "f(std::int64_t), a map over a span of T calls f(const T&)");
+  using type = int;
+};
+template <class F, class Arg>
+struct ResultOf<F, Arg, true> {
+  using type = std::invoke_result_t<F&, Arg>;
+};
+
+template <class F>
+using RangeResult = std::enable_if_t<callable_is_trivially_copyable<F>() &&
+                                         result_is_storable<typename ResultOf<F, std::int64_t>::type>(),
+                                     typename ResultOf<F, std::int64_t>::type>;
+template <class F, class T>
+using SpanResult = std::enable_if_t<callable_is_trivially_copyable<F>() &&
+                                        result_is_storable<typename ResultOf<F, const T&>::type>(),
+                                    typename ResultOf<F, const T&>::type>;
+
+// One worker's share of a map_reduce, alone on its cache line(s).
+template <class T>
+struct alignas(64) Partial {
+  std::optional<T> value;
+};
+
+template <class T, class Op>
+void fold_into(Partial<T>& p, T&& chunk_total, Op& op) {
+  if (p.value)
+    p.value = op(std::move(*p.value), std::move(chunk_total));
+  else
+    p.value.emplace(std::move(chunk_total));
+}
+
+template <class T, class Op>
+T combine(std::span<const Partial<T>> partials, T init, Op op) {
+  for (const Partial<T>& p : partials)
+    if (p.value) init = op(std::move(init), *p.value);
+  return init;
+}
+
+template <class F, class R>
+struct RangeMap {
+  F f;
+  R* out;
+  std::int64_t first;
+
+  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+    F g = f;
+    for (std::int64_t i = lo; i < hi; ++i) {
+      try {
+        std::construct_at(out + (i - first), std::invoke(g, i));
+      } catch (...) {
+        record_task_error(i);
+        return;
+      }
+    }
+  }
+};
+
+template <class F, class T, class R>
+struct SpanMap {
+  F f;
+  const T* in;
+  R* out;
+
+  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+    F g = f;
+    for (std::int64_t i = lo; i < hi; ++i) {
+      try {
+        std::construct_at(out + i, std::invoke(g, in[i]));
+      } catch (...) {
+        record_task_error(i);
+        return;
+      }
+    }
+  }
+};
+
+template <class F>
+struct RangeForEach {
+  static_assert(callable_is_trivially_copyable<F>());
+  static_assert(std::is_invocable_v<F&, std::int64_t>,
+                "forkpool: for_each calls f(std::int64_t) for every index of the range");
+  F f;
+
+  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+    F g = f;
+    for (std::int64_t i = lo; i < hi; ++i) {
+      try {
+        std::invoke(g, i);
+      } catch (...) {
+        record_task_error(i);
+        return;
+      }
+    }
+  }
+};
+
+template <class T, class Op>
+constexpr bool reduction_is_valid() {
+  static_assert(std::is_trivially_copyable_v<T>,
+                "forkpool: the map_reduce accumulator type T must be trivially copyable, because "
+                "each worker's partial lives in shared memory");
+  static_assert(callable_is_trivially_copyable<Op>());
+  static_assert(std::is_invocable_r_v<T, Op&, T, T>,
+                "forkpool: map_reduce's op must be callable as op(T, T) -> T");
+  return true;
+}
+
+// Folds items [lo, hi) of an indexable source: item(i) gives f's value for index i.
+template <class T, class Op, class Item>
+void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item, Partial<T>& partial) noexcept {
+  std::int64_t i = lo;
+  try {
+    T acc = static_cast<T>(item(i));
+    for (++i; i < hi; ++i) acc = op(std::move(acc), static_cast<T>(item(i)));
+    fold_into(partial, std::move(acc), op);
+  } catch (...) {
+    record_task_error(i);
+  }
+}
+
+template <class F, class T, class Op>
+struct RangeReduce {
+  static_assert(callable_is_trivially_copyable<F>() && reduction_is_valid<T, Op>());
+  F f;
+  Op op;
+  Partial<T>* partials;
+
+  void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
+    F g = f;
+    reduce_chunk<T>(lo, hi, op, [&g](std::int64_t i) { return std::invoke(g, i); },
+                    partials[worker]);
+  }
+};
+
+template <class F, class E, class T, class Op>
+struct SpanReduce {
+  static_assert(callable_is_trivially_copyable<F>() && reduction_is_valid<T, Op>());
+  F f;
+  Op op;
+  const E* in;
+  Partial<T>* partials;
+
+  void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
+    F g = f;
+    const E* items = in;
+    reduce_chunk<T>(lo, hi, op, [&g, items](std::int64_t i) { return std::invoke(g, items[i]); },
+                    partials[worker]);
+  }
+};
+
+}  // namespace forkpool::detail

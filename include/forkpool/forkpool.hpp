@@ -1,0 +1,301 @@
+// forkpool: Python's multiprocessing.Pool for C++, over one shared-memory segment.
+//
+//   forkpool::Pool pool;                                   // forks cpu_count() workers, once
+//   auto squares = pool.map([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001));
+//   auto total = pool.map_reduce([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001),
+//                                std::int64_t{0}, std::plus<>{});
+//
+// The workers are processes forked when the Pool is built. They share one anonymous mapping made
+// before the fork: the job, the chunk queues, the per-worker partial results and the result
+// arrays all live there, so a map moves no bytes through pipes and serialises nothing.
+//
+// What crosses to the workers, and the rules that follow from it:
+//  - The callable is copied as bytes into the segment and run in the worker through a function
+//    instantiated for its type (every worker runs this same binary). It must be trivially
+//    copyable: a function pointer, or a lambda capturing trivially copyable values or pointers.
+//    Anything else (a lambda capturing a std::vector or std::string by value) is a compile error.
+//  - A worker sees the parent's memory as it was when the Pool was built (copy-on-write). What
+//    the parent writes later is invisible to it, unless it lives in the segment: put such data in
+//    a SharedArray (Pool::shared_array), or build the Pool after the data is ready.
+//  - Map inputs and results are trivially copyable. Inputs that are not in the segment yet are
+//    copied into it once per map; results are written by the workers straight into the
+//    SharedArray that map returns.
+#pragma once
+
+#include <forkpool/detail/closures.hpp>
+#include <forkpool/detail/segment.hpp>
+#include <forkpool/schedule.hpp>
+
+#include <sys/types.h>
+
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace forkpool {
+
+// CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota when one is set.
+unsigned cpu_count();
+
+// The pool worker this code runs in: index 0..P-1 inside a worker, -1 in any other process.
+struct ProcessInfo {
+  pid_t pid;
+  int index;
+};
+ProcessInfo current_process();
+
+// A half-open range of indices [first, last), like Python's range(first, last).
+struct Range {
+  std::int64_t first;
+  std::int64_t last;
+};
+Range range(std::int64_t first, std::int64_t last);  // throws std::invalid_argument if first > last
+Range range(std::int64_t last);                      // [0, last)
+
+// Run-time failures of a map. TaskError: the callable threw in a worker; what() names the item
+// index, the exception's type and its message. BrokenPool: a worker died; the pool is terminated.
+// SegmentFull: the shared segment cannot hold what a map needs; what() says how much it needed.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct TaskError : Error {
+  TaskError(std::int64_t index, std::string type, std::string message);
+  std::int64_t index() const noexcept { return index_; }
+  const std::string& type() const noexcept { return type_; }
+  const std::string& message() const noexcept { return message_; }
+
+ private:
+  std::int64_t index_;
+  std::string type_;
+  std::string message_;
+};
+struct BrokenPool : Error {
+  using Error::Error;
+};
+struct SegmentFull : Error {
+  using Error::Error;
+};
+// The pool was used after close() or terminate() (or after being moved from).
+struct PoolClosed : std::logic_error {
+  using std::logic_error::logic_error;
+};
+
+struct Options {
+  unsigned processes = 0;  // 0 means cpu_count()
+  Schedule schedule = Schedule::work_stealing();
+  // Bytes of address space reserved for the shared segment. Pages are committed only when
+  // touched and given back when freed, so a large reservation costs nothing up front.
+  std::size_t segment_bytes = std::size_t{8} << 30;
+};
+
+// An array of trivially copyable T in a pool's shared segment: the workers see it at the same
+// address, including everything the parent writes into it after the fork. Map results come back
+// as one; Pool::shared_array makes one for inputs or tables that the parent fills after the fork.
+// It keeps the segment alive, so it may outlive its Pool. Movable, not copyable (to_vector copies).
+template <class T>
+class SharedArray {
+  static_assert(std::is_trivially_copyable_v<T>,
+                "forkpool: a SharedArray element (a map result or input) must be trivially "
+                "copyable, because it lives in shared memory and is copied as bytes");
+
+ public:
+  SharedArray() = default;
+  SharedArray(SharedArray&& other) noexcept { swap(other); }
+  SharedArray& operator=(SharedArray&& other) noexcept {
+    SharedArray(std::move(other)).swap(*this);
+    return *this;
+  }
+  ~SharedArray() {
+    if (segment_) segment_->deallocate(data_, size_ * sizeof(T));
+  }
+
+  std::size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  T* data() noexcept { return data_; }
+  const T* data() const noexcept { return data_; }
+  T& operator[](std::size_t i) noexcept { return data_[i]; }
+  const T& operator[](std::size_t i) const noexcept { return data_[i]; }
+  T* begin() noexcept { return data_; }
+  T* end() noexcept { return data_ + size_; }
+  const T* begin() const noexcept { return data_; }
+  const T* end() const noexcept { return data_ + size_; }
+  std::span<T> span() noexcept { return {data_, size_}; }
+  std::span<const T> span() const noexcept { return {data_, size_}; }
+  std::vector<T> to_vector() const { return std::vector<T>(begin(), end()); }
+  operator std::vector<T>() const { return to_vector(); }
+
+ private:
+  friend class Pool;
+  SharedArray(std::shared_ptr<detail::Segment> segment, std::size_t size)
+      : segment_(std::move(segment)),
+        data_(static_cast<T*>(segment_->allocate(size * sizeof(T), alignof(T), "an array"))),
+        size_(size) {}
+  void swap(SharedArray& other) noexcept {
+    std::swap(segment_, other.segment_);
+    std::swap(data_, other.data_);
+    std::swap(size_, other.size_);
+  }
+
+  std::shared_ptr<detail::Segment> segment_;
+  T* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// A contiguous input for map: std::vector, std::span, SharedArray, std::array, ...
+template <class In>
+concept ContiguousInput = std::ranges::contiguous_range<const In> &&
+                          std::ranges::sized_range<const In> && !std::same_as<In, Range>;
+
+template <class In>
+using InputElement = std::remove_cv_t<std::ranges::range_value_t<const In>>;
+
+// A pool of worker processes. Not safe to share between threads without care: calls from several
+// threads are serialised, one map at a time. A map called inside a worker (on any pool) throws
+// std::logic_error, which reaches the parent as a TaskError: nested maps are not supported.
+class Pool {
+ public:
+  Pool();
+  explicit Pool(unsigned processes);  // throws std::invalid_argument for 0 or too many
+  explicit Pool(Options options);
+  Pool(Pool&&) noexcept;
+  Pool& operator=(Pool&&) noexcept;
+  ~Pool();  // close() then join()
+
+  // The maximum number of workers one Pool may have: 64 x cpu_count(), and below RLIMIT_NPROC.
+  static unsigned max_processes();
+
+  unsigned size() const;
+  std::vector<pid_t> pids() const;
+  const Options& options() const;
+
+  // results[k] = f(r.first + k), in index order.
+  template <class F>
+  auto map(F f, Range r) {
+    return map(f, r, options().schedule);
+  }
+  template <class F>
+  auto map(F f, Range r, Schedule s) {
+    using R = detail::RangeResult<F>;
+    auto out = allocate<R>(count(r), "the results of map");
+    run(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s);
+    return out;
+  }
+
+  // results[k] = f(in[k]), in input order.
+  template <class F, ContiguousInput In>
+  auto map(F f, const In& in) {
+    return map(f, in, options().schedule);
+  }
+  template <class F, ContiguousInput In>
+  auto map(F f, const In& in, Schedule s) {
+    using T = InputElement<In>;
+    using R = detail::SpanResult<F, T>;
+    const SharedArray<T> copy = input_in_segment<T>(std::span<const T>(in));
+    const T* items = copy.empty() ? std::ranges::data(in) : copy.data();
+    auto out = allocate<R>(std::ranges::size(in), "the results of map");
+    run(detail::SpanMap<F, T, R>{f, items, out.data()}, input_range(in), s);
+    return out;
+  }
+
+  // init op f(first) op f(first + 1) ... in no particular order: op must be associative and
+  // commutative. Each worker folds its items into a private accumulator and publishes one
+  // partial; the parent combines the P partials with init. No array of N results is made.
+  template <class F, class T, class Op>
+  T map_reduce(F f, Range r, T init, Op op) {
+    return map_reduce(f, r, init, op, options().schedule);
+  }
+  template <class F, class T, class Op>
+  T map_reduce(F f, Range r, T init, Op op, Schedule s) {
+    auto partials = allocate<detail::Partial<T>>(size(), "the partial results of map_reduce");
+    run(detail::RangeReduce<F, T, Op>{f, op, partials.data()}, r, s);
+    return detail::combine(partials.span(), init, op);
+  }
+  template <class F, ContiguousInput In, class T, class Op>
+  T map_reduce(F f, const In& in, T init, Op op) {
+    return map_reduce(f, in, init, op, options().schedule);
+  }
+  template <class F, ContiguousInput In, class T, class Op>
+  T map_reduce(F f, const In& in, T init, Op op, Schedule s) {
+    using E = InputElement<In>;
+    const SharedArray<E> copy = input_in_segment<E>(std::span<const E>(in));
+    const E* items = copy.empty() ? std::ranges::data(in) : copy.data();
+    auto partials = allocate<detail::Partial<T>>(size(), "the partial results of map_reduce");
+    run(detail::SpanReduce<F, E, T, Op>{f, op, items, partials.data()}, input_range(in), s);
+    return detail::combine(partials.span(), init, op);
+  }
+
+  // f(i) for every i in r, for its side effects (on memory in the segment, files, ...).
+  template <class F>
+  void for_each(Range r, F f) {
+    for_each(r, f, options().schedule);
+  }
+  template <class F>
+  void for_each(Range r, F f, Schedule s) {
+    run(detail::RangeForEach<F>{f}, r, s);
+  }
+
+  // An array of n value-initialised T in the segment, or a copy of `items`: memory the parent
+  // may keep writing after the fork and the workers will see (the fix for the fork pitfall).
+  template <class T>
+  SharedArray<T> shared_array(std::size_t n) {
+    auto a = allocate<T>(n, "a shared array");
+    std::uninitialized_value_construct(a.begin(), a.end());
+    return a;
+  }
+  template <class T>
+  SharedArray<T> shared_array(std::span<const T> items) {
+    auto a = allocate<T>(items.size(), "a shared array");
+    std::uninitialized_copy(items.begin(), items.end(), a.begin());
+    return a;
+  }
+
+  void close();      // no more maps; the workers exit once idle
+  void join();       // wait for the workers to exit (after close() or terminate())
+  void terminate();  // kill the workers now (SIGKILL) and reap them
+
+ private:
+  struct Impl;
+
+  std::size_t count(Range r) const;  // also checks r and that this pool is usable
+  template <class In>
+  Range input_range(const In& in) const {
+    return Range{0, static_cast<std::int64_t>(std::ranges::size(in))};
+  }
+  template <class T>
+  SharedArray<T> allocate(std::size_t n, const char* what) {
+    check_usable();
+    check_array_size(n, sizeof(T), what);
+    return SharedArray<T>(segment(), n);
+  }
+  // An empty array when `items` already lives in the segment (no copy needed), else a copy.
+  template <class T>
+  SharedArray<T> input_in_segment(std::span<const T> items) {
+    if (items.empty() || segment()->contains(items.data())) return SharedArray<T>();
+    return shared_array<T>(items);
+  }
+  template <class Closure>
+  void run(const Closure& closure, Range r, Schedule s) {
+    static_assert(std::is_trivially_copyable_v<Closure>);
+    run_job(detail::JobCallable{&detail::run_chunk<Closure>, &closure, sizeof(Closure),
+                                alignof(Closure)},
+            r, s);
+  }
+
+  void run_job(const detail::JobCallable& job, Range r, Schedule s);
+  void check_usable() const;
+  void check_array_size(std::size_t n, std::size_t element_size, const char* what) const;
+  const std::shared_ptr<detail::Segment>& segment() const;
+
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace forkpool

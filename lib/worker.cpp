@@ -1,0 +1,101 @@
+#include "worker.hpp"
+
+#include "futex.hpp"
+#include "scheduler.hpp"
+
+#include <forkpool/forkpool.hpp>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+namespace forkpool::detail {
+namespace {
+
+Control* g_control = nullptr;
+int g_index = -1;
+
+// An idle worker spins this long for the next job before it sleeps: back-to-back small maps
+// then skip the futex wake-up (several microseconds) without costing an idle pool any CPU.
+constexpr auto kIdleSpin = std::chrono::microseconds(20);
+// A sleeping worker wakes this often to check that its parent is still alive (the case
+// PR_SET_PDEATHSIG cannot cover: a pool made on a thread other than the main one).
+constexpr auto kParentCheck = std::chrono::milliseconds(500);
+
+void flush_output() {
+  std::cout.flush();
+  std::clog.flush();
+  std::fflush(nullptr);
+}
+
+[[noreturn]] void exit_worker(int status) {
+  flush_output();
+  _exit(status);
+}
+
+void set_up_process(const WorkerStart& start) {
+  g_control = start.control;
+  g_index = static_cast<int>(start.index);
+  // A terminal's Ctrl-C or Ctrl-\ goes to the whole process group; it is the parent's to handle,
+  // and the workers follow it (PDEATHSIG, or the pool's shutdown) instead of each dying noisily.
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  for (int sig : {SIGTERM, SIGCHLD, SIGPIPE, SIGHUP}) signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (start.die_with_parent) prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The parent may have died before prctl took effect.
+  if (getppid() != start.parent) _exit(0);
+}
+
+std::uint32_t wait_for_job(Control& c, std::uint32_t seen, pid_t parent) {
+  const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
+  for (unsigned k = 1;; ++k) {
+    const std::uint32_t g = c.generation.load(std::memory_order_acquire);
+    if (g != seen) return g;
+    if (k % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
+    cpu_relax();
+  }
+  for (;;) {
+    // Dekker-style handshake with the parent's publish (seq_cst on both sides): either the parent
+    // sees sleepers > 0 and wakes us, or we see the new generation before sleeping.
+    c.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (c.generation.load(std::memory_order_seq_cst) == seen)
+      futex_wait(c.generation, seen, kParentCheck);
+    c.sleepers.fetch_sub(1, std::memory_order_relaxed);
+    const std::uint32_t g = c.generation.load(std::memory_order_acquire);
+    if (g != seen) return g;
+    if (getppid() != parent) exit_worker(0);
+  }
+}
+
+}  // namespace
+
+Control* current_worker_control() noexcept { return g_control; }
+
+void worker_main(const WorkerStart& start) {
+  set_up_process(start);
+  Control& c = *start.control;
+  std::uint32_t seen = start.generation;
+  for (;;) {
+    seen = wait_for_job(c, seen, start.parent);
+    if (c.shutdown.load(std::memory_order_acquire)) exit_worker(0);
+    run_schedule(c, start.ranges, start.index);
+    flush_output();
+    if (c.done.fetch_add(1, std::memory_order_acq_rel) + 1 == c.workers) futex_wake(c.done, 1);
+  }
+}
+
+}  // namespace forkpool::detail
+
+namespace forkpool {
+
+ProcessInfo current_process() { return {getpid(), detail::g_index}; }
+
+}  // namespace forkpool

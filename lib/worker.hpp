@@ -1,0 +1,37 @@
+// The worker process: what runs in each forked child until the pool shuts down.
+#pragma once
+
+#include "control.hpp"
+
+#include <sys/types.h>
+
+#include <cstdint>
+
+namespace forkpool::detail {
+
+struct WorkerStart {
+  Control* control;
+  ChunkRange* ranges;
+  unsigned index;
+  pid_t parent;
+  bool die_with_parent;     // PR_SET_PDEATHSIG is safe: the pool was made on the main thread
+  std::uint32_t generation;  // the generation counter's value at the fork
+};
+
+// Never returns: the worker ends with _exit, so no atexit handler or static destructor of the
+// parent's runs twice.
+[[noreturn]] void worker_main(const WorkerStart& start);
+
+// The control block of the pool this process is a worker of; nullptr in other processes.
+Control* current_worker_control() noexcept;
+
+// Processor hint for spin-wait loops.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+}  // namespace forkpool::detail
