@@ -1,7 +1,7 @@
 // Pool: forking the workers, handing them jobs, and the pool's lifetime.
 #include "control.hpp"
-#include "futex.hpp"
 #include "scheduler.hpp"
+#include "wait.hpp"
 #include "worker.hpp"
 
 #include <forkpool/forkpool.hpp>
@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -27,9 +28,8 @@
 namespace forkpool {
 namespace {
 
-// The parent spins this long for a map to finish before it sleeps: small maps then skip a
-// futex wake-up, while a long map costs one short spin.
-constexpr auto kFinishSpin = std::chrono::microseconds(20);
+// The parent polls this long for a map to finish before it sleeps (see poll_yielding).
+constexpr auto kFinishPoll = std::chrono::microseconds(50);
 // While it sleeps on a map, the parent checks this often that no worker has died.
 constexpr auto kLivenessCheck = std::chrono::milliseconds(50);
 constexpr unsigned kProcessesPerCpu = 64;
@@ -83,7 +83,7 @@ struct Pool::Impl {
   detail::ChunkRange* ranges = nullptr;
   std::vector<pid_t> pids;
   std::vector<int> pidfds;
-  bool closed = false;
+  std::atomic<bool> closed{false};
   std::mutex mutex;  // one map, close or terminate at a time
 };
 
@@ -144,11 +144,10 @@ void Pool::Impl::publish(const detail::Job& job) {
 }
 
 void Pool::Impl::wait_until_done() {
-  const auto spin_until = std::chrono::steady_clock::now() + kFinishSpin;
-  for (unsigned k = 1; control->done.load(std::memory_order_acquire) != workers; ++k) {
-    if (k % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
-    detail::cpu_relax();
-  }
+  const auto finished = [this] {
+    return control->done.load(std::memory_order_acquire) == workers;
+  };
+  if (detail::poll_yielding(finished, kFinishPoll)) return;
   for (;;) {
     const std::uint32_t d = control->done.load(std::memory_order_acquire);
     if (d == workers) return;

@@ -1,7 +1,7 @@
 #include "worker.hpp"
 
-#include "futex.hpp"
 #include "scheduler.hpp"
+#include "wait.hpp"
 
 #include <forkpool/forkpool.hpp>
 
@@ -20,9 +20,8 @@ namespace {
 Control* g_control = nullptr;
 int g_index = -1;
 
-// An idle worker spins this long for the next job before it sleeps: back-to-back small maps
-// then skip the futex wake-up (several microseconds) without costing an idle pool any CPU.
-constexpr auto kIdleSpin = std::chrono::microseconds(20);
+// An idle worker polls this long for the next job before it sleeps (see poll_yielding).
+constexpr auto kIdlePoll = std::chrono::microseconds(50);
 // A sleeping worker wakes this often to check that its parent is still alive (the case
 // PR_SET_PDEATHSIG cannot cover: a pool made on a thread other than the main one).
 constexpr auto kParentCheck = std::chrono::milliseconds(500);
@@ -55,13 +54,10 @@ void set_up_process(const WorkerStart& start) {
 }
 
 std::uint32_t wait_for_job(Control& c, std::uint32_t seen, pid_t parent) {
-  const auto spin_until = std::chrono::steady_clock::now() + kIdleSpin;
-  for (unsigned k = 1;; ++k) {
-    const std::uint32_t g = c.generation.load(std::memory_order_acquire);
-    if (g != seen) return g;
-    if (k % 64 == 0 && std::chrono::steady_clock::now() > spin_until) break;
-    cpu_relax();
-  }
+  const auto published = [&c, seen] {
+    return c.generation.load(std::memory_order_acquire) != seen;
+  };
+  if (poll_yielding(published, kIdlePoll)) return c.generation.load(std::memory_order_acquire);
   for (;;) {
     // Dekker-style handshake with the parent's publish (seq_cst on both sides): either the parent
     // sees sleepers > 0 and wakes us, or we see the new generation before sleeping.

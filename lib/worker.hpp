@@ -25,13 +25,4 @@ struct WorkerStart {
 // The control block of the pool this process is a worker of; nullptr in other processes.
 Control* current_worker_control() noexcept;
 
-// Processor hint for spin-wait loops.
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 }  // namespace forkpool::detail

@@ -215,9 +215,9 @@ class Pool {
   }
   template <class F, class T, class Op>
   T map_reduce(F f, Range r, T init, Op op, Schedule s) {
-    auto partials = allocate<detail::Partial<T>>(size(), "the partial results of map_reduce");
+    auto partials = shared_array<detail::Partial<T>>(size());
     run(detail::RangeReduce<F, T, Op>{f, op, partials.data()}, r, s);
-    return detail::combine(partials.span(), init, op);
+    return detail::combine<T>(partials.span(), init, op);
   }
   template <class F, ContiguousInput In, class T, class Op>
   T map_reduce(F f, const In& in, T init, Op op) {
@@ -228,9 +228,9 @@ class Pool {
     using E = InputElement<In>;
     const SharedArray<E> copy = input_in_segment<E>(std::span<const E>(in));
     const E* items = copy.empty() ? std::ranges::data(in) : copy.data();
-    auto partials = allocate<detail::Partial<T>>(size(), "the partial results of map_reduce");
+    auto partials = shared_array<detail::Partial<T>>(size());
     run(detail::SpanReduce<F, E, T, Op>{f, op, items, partials.data()}, input_range(in), s);
-    return detail::combine(partials.span(), init, op);
+    return detail::combine<T>(partials.span(), init, op);
   }
 
   // f(i) for every i in r, for its side effects (on memory in the segment, files, ...).
