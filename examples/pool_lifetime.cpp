@@ -16,7 +16,8 @@ std::int64_t square(std::int64_t x) {
 
 void print(const char* label, const std::vector<std::int64_t>& v) {
   std::printf("%s: [", label);
-  for (std::size_t i = 0; i < v.size(); ++i) std::printf(i ? ", %lld" : "%lld", static_cast<long long>(v[i]));
+  for (std::size_t i = 0; i < v.size(); ++i)
+    std::printf(i ? ", %lld" : "%lld", static_cast<long long>(v[i]));
   std::printf("]\n");
 }
 

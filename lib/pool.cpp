@@ -8,8 +8,8 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -92,9 +92,9 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
   options.processes = processes;
   control = new (segment->allocate(sizeof(detail::Control), alignof(detail::Control),
                                    "the pool's control block")) detail::Control(processes);
-  ranges = new (segment->allocate(sizeof(detail::ChunkRange) * processes,
-                                  alignof(detail::ChunkRange), "the pool's chunk ranges"))
-      detail::ChunkRange[processes];
+  ranges =
+      new (segment->allocate(sizeof(detail::ChunkRange) * processes, alignof(detail::ChunkRange),
+                             "the pool's chunk ranges")) detail::ChunkRange[processes];
   fork_workers();
 }
 
@@ -108,7 +108,12 @@ void Pool::Impl::fork_workers() {
   std::cout.flush();
   std::clog.flush();
   std::fflush(nullptr);
-  const detail::WorkerStart base{control,  ranges, 0, owner, gettid() == owner,
+  const detail::WorkerStart base{segment.get(),
+                                 control,
+                                 ranges,
+                                 0,
+                                 owner,
+                                 gettid() == owner,
                                  control->generation.load(std::memory_order_relaxed)};
   pids.reserve(workers);
   pidfds.reserve(workers);
@@ -140,13 +145,12 @@ void Pool::Impl::publish(const detail::Job& job) {
   control->cancelled.store(0, std::memory_order_relaxed);
   detail::prepare_schedule(*control, ranges);
   control->generation.fetch_add(1, std::memory_order_seq_cst);
-  if (control->sleepers.load(std::memory_order_seq_cst) != 0) detail::futex_wake(control->generation);
+  if (control->sleepers.load(std::memory_order_seq_cst) != 0)
+    detail::futex_wake(control->generation);
 }
 
 void Pool::Impl::wait_until_done() {
-  const auto finished = [this] {
-    return control->done.load(std::memory_order_acquire) == workers;
-  };
+  const auto finished = [this] { return control->done.load(std::memory_order_acquire) == workers; };
   if (detail::poll_yielding(finished, kFinishPoll)) return;
   for (;;) {
     const std::uint32_t d = control->done.load(std::memory_order_acquire);
@@ -249,8 +253,9 @@ void Pool::join() {
   if (!impl_) return;
   const std::lock_guard lock(impl_->mutex);
   if (!impl_->closed)
-    throw std::logic_error("forkpool::Pool::join: the pool is still running; call close() or "
-                           "terminate() first");
+    throw std::logic_error(
+        "forkpool::Pool::join: the pool is still running; call close() or "
+        "terminate() first");
   for (pid_t& pid : impl_->pids) {
     if (pid > 0) reap(pid);
     pid = -1;

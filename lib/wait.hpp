@@ -29,14 +29,14 @@ inline bool futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expected,
                        std::chrono::nanoseconds timeout) {
   const std::timespec ts{static_cast<std::time_t>(timeout.count() / 1'000'000'000),
                          static_cast<long>(timeout.count() % 1'000'000'000)};
-  const long rc = syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT,
-                          expected, &ts, nullptr, 0);
+  const long rc = syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAIT, expected,
+                          &ts, nullptr, 0);
   return rc == 0 || errno != ETIMEDOUT;
 }
 
 inline void futex_wake(std::atomic<std::uint32_t>& word, int waiters = INT_MAX) {
-  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, waiters, nullptr,
-          nullptr, 0);
+  syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, waiters, nullptr, nullptr,
+          0);
 }
 
 // Polls `ready` for up to `limit`, yielding the CPU between polls, before a caller goes to sleep:

@@ -17,6 +17,7 @@
 namespace forkpool::detail {
 namespace {
 
+Segment* g_segment = nullptr;
 Control* g_control = nullptr;
 int g_index = -1;
 
@@ -38,6 +39,7 @@ void flush_output() {
 }
 
 void set_up_process(const WorkerStart& start) {
+  g_segment = start.segment;
   g_control = start.control;
   g_index = static_cast<int>(start.index);
   // A terminal's Ctrl-C or Ctrl-\ goes to the whole process group; it is the parent's to handle,
@@ -74,6 +76,10 @@ std::uint32_t wait_for_job(Control& c, std::uint32_t seen, pid_t parent) {
 }  // namespace
 
 Control* current_worker_control() noexcept { return g_control; }
+
+void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept {
+  if (g_segment != nullptr) g_segment->prefault(p, bytes, write);
+}
 
 void worker_main(const WorkerStart& start) {
   set_up_process(start);

@@ -3,6 +3,8 @@
 
 #include "control.hpp"
 
+#include <forkpool/detail/segment.hpp>
+
 #include <sys/types.h>
 
 #include <cstdint>
@@ -10,11 +12,12 @@
 namespace forkpool::detail {
 
 struct WorkerStart {
+  Segment* segment;
   Control* control;
   ChunkRange* ranges;
   unsigned index;
   pid_t parent;
-  bool die_with_parent;     // PR_SET_PDEATHSIG is safe: the pool was made on the main thread
+  bool die_with_parent;      // PR_SET_PDEATHSIG is safe: the pool was made on the main thread
   std::uint32_t generation;  // the generation counter's value at the fork
 };
 

@@ -153,7 +153,7 @@ class SharedArray {
 // A contiguous input for map: std::vector, std::span, SharedArray, std::array, ...
 template <class In>
 concept ContiguousInput = std::ranges::contiguous_range<const In> &&
-                          std::ranges::sized_range<const In> && !std::same_as<In, Range>;
+    std::ranges::sized_range<const In> && !std::same_as<In, Range>;
 
 template <class In>
 using InputElement = std::remove_cv_t<std::ranges::range_value_t<const In>>;
@@ -187,7 +187,7 @@ class Pool {
     using R = detail::RangeResult<F>;
     auto out = allocate<R>(count(r), "the results of map");
     run(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s);
-    return out;
+    return ready_to_read(std::move(out));
   }
 
   // results[k] = f(in[k]), in input order.
@@ -203,7 +203,7 @@ class Pool {
     const T* items = copy.empty() ? std::ranges::data(in) : copy.data();
     auto out = allocate<R>(std::ranges::size(in), "the results of map");
     run(detail::SpanMap<F, T, R>{f, items, out.data()}, input_range(in), s);
-    return out;
+    return ready_to_read(std::move(out));
   }
 
   // init op f(first) op f(first + 1) ... in no particular order: op must be associative and
@@ -248,12 +248,14 @@ class Pool {
   template <class T>
   SharedArray<T> shared_array(std::size_t n) {
     auto a = allocate<T>(n, "a shared array");
+    segment()->prefault(a.data(), a.size() * sizeof(T), true);
     std::uninitialized_value_construct(a.begin(), a.end());
     return a;
   }
   template <class T>
   SharedArray<T> shared_array(std::span<const T> items) {
     auto a = allocate<T>(items.size(), "a shared array");
+    segment()->prefault(a.data(), a.size() * sizeof(T), true);
     std::uninitialized_copy(items.begin(), items.end(), a.begin());
     return a;
   }
@@ -275,6 +277,12 @@ class Pool {
     check_usable();
     check_array_size(n, sizeof(T), what);
     return SharedArray<T>(segment(), n);
+  }
+  // Results the workers wrote, mapped into this process in one go before the caller reads them.
+  template <class T>
+  SharedArray<T> ready_to_read(SharedArray<T> a) {
+    segment()->prefault(a.data(), a.size() * sizeof(T), false);
+    return a;
   }
   // An empty array when `items` already lives in the segment (no copy needed), else a copy.
   template <class T>

@@ -31,6 +31,10 @@ struct JobCallable {
 // error at item `index` (the first error of a map wins) and cancels the rest of the map.
 void record_task_error(std::int64_t index) noexcept;
 
+// In a worker: maps [p, p + bytes) of the shared segment into this process ahead of use, so that
+// a large chunk costs one system call instead of a page fault per page (see segment.hpp).
+void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept;
+
 template <class Closure>
 void run_chunk(const void* closure, std::int64_t first, std::int64_t last,
                unsigned worker) noexcept {
@@ -39,17 +43,19 @@ void run_chunk(const void* closure, std::int64_t first, std::int64_t last,
 
 template <class F>
 constexpr bool callable_is_trivially_copyable() {
-  static_assert(std::is_trivially_copyable_v<F>,
-                "forkpool: the callable must be trivially copyable, because it is copied as bytes "
-                "into shared memory for the worker processes. Capture only trivially copyable "
-                "values or pointers (a std::vector or std::string captured by value is not); put "
-                "data the workers need in a forkpool::SharedArray and capture its data() or span()");
+  static_assert(
+      std::is_trivially_copyable_v<F>,
+      "forkpool: the callable must be trivially copyable, because it is copied as bytes "
+      "into shared memory for the worker processes. Capture only trivially copyable "
+      "values or pointers (a std::vector or std::string captured by value is not); put "
+      "data the workers need in a forkpool::SharedArray and capture its data() or span()");
   return std::is_trivially_copyable_v<F>;
 }
 
 template <class R>
 constexpr bool result_is_storable() {
-  static_assert(!std::is_void_v<R>, "forkpool: f returns void; use Pool::for_each for side effects");
+  static_assert(!std::is_void_v<R>,
+                "forkpool: f returns void; use Pool::for_each for side effects");
   static_assert(std::is_void_v<R> || std::is_trivially_copyable_v<R>,
                 "forkpool: map results must be trivially copyable, because the workers write them "
                 "straight into shared memory");
@@ -69,9 +75,10 @@ struct ResultOf<F, Arg, true> {
 };
 
 template <class F>
-using RangeResult = std::enable_if_t<callable_is_trivially_copyable<F>() &&
-                                         result_is_storable<typename ResultOf<F, std::int64_t>::type>(),
-                                     typename ResultOf<F, std::int64_t>::type>;
+using RangeResult =
+    std::enable_if_t<callable_is_trivially_copyable<F>() &&
+                         result_is_storable<typename ResultOf<F, std::int64_t>::type>(),
+                     typename ResultOf<F, std::int64_t>::type>;
 template <class F, class T>
 using SpanResult = std::enable_if_t<callable_is_trivially_copyable<F>() &&
                                         result_is_storable<typename ResultOf<F, const T&>::type>(),
@@ -106,6 +113,7 @@ struct RangeMap {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
     F g = f;
+    prefault_in_worker(out + (lo - first), sizeof(R) * static_cast<std::size_t>(hi - lo), true);
     for (std::int64_t i = lo; i < hi; ++i) {
       try {
         std::construct_at(out + (i - first), std::invoke(g, i));
@@ -125,6 +133,8 @@ struct SpanMap {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
     F g = f;
+    prefault_in_worker(in + lo, sizeof(T) * static_cast<std::size_t>(hi - lo), false);
+    prefault_in_worker(out + lo, sizeof(R) * static_cast<std::size_t>(hi - lo), true);
     for (std::int64_t i = lo; i < hi; ++i) {
       try {
         std::construct_at(out + i, std::invoke(g, in[i]));
@@ -169,7 +179,8 @@ constexpr bool reduction_is_valid() {
 
 // Folds items [lo, hi) of an indexable source: item(i) gives f's value for index i.
 template <class T, class Op, class Item>
-void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item, Partial<T>& partial) noexcept {
+void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item,
+                  Partial<T>& partial) noexcept {
   std::int64_t i = lo;
   try {
     T acc = static_cast<T>(item(i));
@@ -189,8 +200,8 @@ struct RangeReduce {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
     F g = f;
-    reduce_chunk<T>(lo, hi, op, [&g](std::int64_t i) { return std::invoke(g, i); },
-                    partials[worker]);
+    reduce_chunk<T>(
+        lo, hi, op, [&g](std::int64_t i) { return std::invoke(g, i); }, partials[worker]);
   }
 };
 
@@ -205,8 +216,10 @@ struct SpanReduce {
   void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
     F g = f;
     const E* items = in;
-    reduce_chunk<T>(lo, hi, op, [&g, items](std::int64_t i) { return std::invoke(g, items[i]); },
-                    partials[worker]);
+    prefault_in_worker(items + lo, sizeof(E) * static_cast<std::size_t>(hi - lo), false);
+    reduce_chunk<T>(
+        lo, hi, op, [&g, items](std::int64_t i) { return std::invoke(g, items[i]); },
+        partials[worker]);
   }
 };
 
