@@ -77,7 +77,7 @@ struct Pool::Impl {
 
   Options options;
   unsigned workers;
-  pid_t owner = getpid();
+  pid_t owner = detail::this_process();
   std::shared_ptr<detail::Segment> segment;
   detail::Control* control = nullptr;
   detail::ChunkRange* ranges = nullptr;
@@ -95,7 +95,6 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
   ranges =
       new (segment->allocate(sizeof(detail::ChunkRange) * processes, alignof(detail::ChunkRange),
                              "the pool's chunk ranges")) detail::ChunkRange[processes];
-  fork_workers();
 }
 
 Pool::Impl::~Impl() {
@@ -206,6 +205,9 @@ Pool::Pool(Options options) {
                                 " exceeds the maximum of " + std::to_string(max_processes()) +
                                 " (64 x cpu_count(), and below RLIMIT_NPROC)");
   impl_ = std::make_unique<Impl>(options, n);
+  // After impl_ is set: a worker's copy of this Pool must see an owner that is not itself, so
+  // that a nested map is reported as such.
+  impl_->fork_workers();
 }
 
 Pool::Pool(Pool&&) noexcept = default;
@@ -221,7 +223,7 @@ Pool& Pool::operator=(Pool&& other) noexcept {
 }
 
 Pool::~Pool() {
-  if (!impl_ || impl_->owner != getpid()) return;
+  if (!impl_ || impl_->owner != detail::this_process()) return;
   close();
   join();
 }
@@ -273,7 +275,7 @@ void Pool::terminate() {
 
 void Pool::check_usable() const {
   if (!impl_) throw PoolClosed("forkpool: this Pool was moved from");
-  if (impl_->owner != getpid())
+  if (impl_->owner != detail::this_process())
     throw std::logic_error(
         "forkpool: a Pool can only be used by the process that created it; maps inside a "
         "worker (nested maps) are not supported");

@@ -21,8 +21,9 @@
 //                 The split is on demand: a range is cut only when a thief comes for it, so a
 //                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
 //
-// Every worker checks the cancel flag before each chunk (relaxed: a late view only runs one
-// more chunk), so an exception in f stops the map within one chunk per worker.
+// A worker runs each chunk in up to 16 pieces and checks the cancel flag before each (relaxed: a
+// late view only runs one more piece), so an exception in f stops the map within a sixteenth of a
+// chunk per worker, whatever the schedule's chunk sizes.
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
@@ -49,10 +50,14 @@ class JobRunner {
 
   bool cancelled() const { return c_.cancelled.load(std::memory_order_relaxed) != 0; }
 
-  // Runs item offsets [lo, hi) (0-based within the job).
+  // Runs the chunk of item offsets [lo, hi) (0-based within the job), in pieces.
   void run_items(std::uint64_t lo, std::uint64_t hi) const {
-    job_.run(job_.closure, job_.first + static_cast<std::int64_t>(lo),
-             job_.first + static_cast<std::int64_t>(hi), worker_);
+    const std::uint64_t piece = std::max<std::uint64_t>(1, (hi - lo) / kPiecesPerChunk);
+    for (; lo < hi && !cancelled(); lo += piece) {
+      const std::uint64_t end = std::min(hi, lo + piece);
+      job_.run(job_.closure, job_.first + static_cast<std::int64_t>(lo),
+               job_.first + static_cast<std::int64_t>(end), worker_);
+    }
   }
   void run_units(UnitSpan s) const {
     run_items(std::uint64_t{s.first} * job_.unit,
@@ -61,9 +66,7 @@ class JobRunner {
 
   void static_blocks() const {
     const Block b = static_block(job_.count, c_.workers, worker_);
-    const std::uint64_t piece = std::max<std::uint64_t>(1, (b.last - b.first) / kStaticPieces);
-    for (std::uint64_t lo = b.first; lo < b.last && !cancelled(); lo += piece)
-      run_items(lo, std::min(b.last, lo + piece));
+    run_items(b.first, b.last);
   }
 
   void dynamic() const {

@@ -37,7 +37,7 @@ struct Segment::Shared {
   std::atomic<std::uint64_t> removal_epoch{0};  // bumped whenever pages are given back
 };
 
-Segment::Segment(std::size_t bytes) : base_(nullptr), size_(bytes), owner_(getpid()) {
+Segment::Segment(std::size_t bytes) : base_(nullptr), size_(bytes), owner_(this_process()) {
   if (bytes < (std::size_t{1} << 20))
     throw std::invalid_argument("forkpool: Options::segment_bytes must be at least 1048576 (got " +
                                 std::to_string(bytes) + ")");
@@ -76,59 +76,41 @@ Segment::~Segment() {
 void* Segment::allocate(std::size_t bytes, std::size_t align, const char* what) {
   if (bytes == 0) return nullptr;
   align = std::max(align, alignof(std::max_align_t));
-  {
-    const std::lock_guard lock(spare_mutex_);
-    if (spare_ != nullptr && bytes >= kLargeBlock && bytes <= spare_bytes_ &&
-        bytes >= spare_bytes_ / 2 && address(spare_) % align == 0) {
-      lent_ = std::exchange(spare_, nullptr);
-      lent_bytes_ = spare_bytes_;
-      return lent_;
-    }
+  const std::lock_guard lock(mutex_);
+  if (spare_ != nullptr && bytes >= kLargeBlock && bytes <= spare_bytes_ &&
+      bytes >= spare_bytes_ / 2 && address(spare_) % align == 0) {
+    lent_ = std::exchange(spare_, nullptr);
+    lent_bytes_ = spare_bytes_;
+    return lent_;
   }
   void* p = allocator_->buffer.allocate_aligned(bytes, align, std::nothrow);
-  if (p == nullptr) {
-    void* spare = nullptr;
-    std::size_t spare_bytes = 0;
-    {
-      const std::lock_guard lock(spare_mutex_);
-      spare = std::exchange(spare_, nullptr);
-      spare_bytes = spare_bytes_;
-    }
-    if (spare != nullptr) {
-      release(spare, spare_bytes);
-      p = allocator_->buffer.allocate_aligned(bytes, align, std::nothrow);
-    }
+  if (p == nullptr && spare_ != nullptr) {
+    release(std::exchange(spare_, nullptr), spare_bytes_);
+    p = allocator_->buffer.allocate_aligned(bytes, align, std::nothrow);
   }
   if (p == nullptr)
     throw SegmentFull("forkpool: the shared segment cannot hold " + std::string(what) +
                       ": it needs " + std::to_string(bytes) + " bytes and " +
-                      std::to_string(free_bytes()) + " of its " + std::to_string(size_) +
-                      " bytes are free; raise Options::segment_bytes");
+                      std::to_string(allocator_->buffer.get_free_memory()) + " of its " +
+                      std::to_string(size_) + " bytes are free; raise Options::segment_bytes");
   return p;
 }
 
 void Segment::deallocate(void* p, std::size_t bytes) noexcept {
-  if (p == nullptr || getpid() != owner_) return;
-  void* evicted = nullptr;
-  std::size_t evicted_bytes = 0;
-  {
-    const std::lock_guard lock(spare_mutex_);
-    if (p == lent_) {
-      bytes = lent_bytes_;
-      lent_ = nullptr;
-    }
-    if (bytes >= kLargeBlock) {
-      evicted = std::exchange(spare_, p);
-      evicted_bytes = std::exchange(spare_bytes_, bytes);
-      p = nullptr;
-    }
+  if (p == nullptr || this_process() != owner_) return;
+  const std::lock_guard lock(mutex_);
+  if (p == lent_) {
+    bytes = lent_bytes_;
+    lent_ = nullptr;
   }
-  if (evicted != nullptr) release(evicted, evicted_bytes);
-  if (p != nullptr) allocator_->buffer.deallocate(p);
+  if (bytes < kLargeBlock) return allocator_->buffer.deallocate(p);
+  if (spare_ != nullptr) release(spare_, spare_bytes_);
+  spare_ = p;
+  spare_bytes_ = bytes;
 }
 
 // Gives a block's whole pages back (MADV_REMOVE punches a hole in the memory behind the mapping,
-// for every process that maps it) and frees it.
+// for every process that maps it) and frees it. Called with mutex_ held.
 void Segment::release(void* p, std::size_t bytes) noexcept {
   if (bytes >= kLargeBlock) {
     const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
@@ -169,6 +151,9 @@ bool Segment::contains(const void* p) const noexcept {
   return address(p) >= address(base_) && address(p) < address(base_) + size_;
 }
 
-std::size_t Segment::free_bytes() const noexcept { return allocator_->buffer.get_free_memory(); }
+std::size_t Segment::free_bytes() const noexcept {
+  const std::lock_guard lock(mutex_);
+  return allocator_->buffer.get_free_memory();
+}
 
 }  // namespace forkpool::detail

@@ -5,6 +5,7 @@
 
 #include <forkpool/forkpool.hpp>
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -73,7 +74,22 @@ std::uint32_t wait_for_job(Control& c, std::uint32_t seen, pid_t parent) {
   }
 }
 
+std::atomic<pid_t> g_pid{0};
+void refresh_pid() noexcept { g_pid.store(getpid(), std::memory_order_relaxed); }
+
 }  // namespace
+
+// A process made by a raw clone() rather than fork() would keep its parent's value; forkpool's
+// own processes are all made by fork().
+pid_t this_process() noexcept {
+  static const bool registered = [] {
+    refresh_pid();
+    pthread_atfork(nullptr, nullptr, &refresh_pid);
+    return true;
+  }();
+  static_cast<void>(registered);
+  return g_pid.load(std::memory_order_relaxed);
+}
 
 Control* current_worker_control() noexcept { return g_control; }
 
@@ -98,6 +114,6 @@ void worker_main(const WorkerStart& start) {
 
 namespace forkpool {
 
-ProcessInfo current_process() { return {getpid(), detail::g_index}; }
+ProcessInfo current_process() { return {detail::this_process(), detail::g_index}; }
 
 }  // namespace forkpool

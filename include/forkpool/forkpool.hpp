@@ -158,9 +158,9 @@ concept ContiguousInput = std::ranges::contiguous_range<const In> &&
 template <class In>
 using InputElement = std::remove_cv_t<std::ranges::range_value_t<const In>>;
 
-// A pool of worker processes. Not safe to share between threads without care: calls from several
-// threads are serialised, one map at a time. A map called inside a worker (on any pool) throws
-// std::logic_error, which reaches the parent as a TaskError: nested maps are not supported.
+// A pool of worker processes. Calls from several threads of the parent are serialised, one map at
+// a time. A pool belongs to the process that built it: a map called inside one of its workers
+// throws std::logic_error, which reaches the parent as a TaskError (nested maps are not supported).
 class Pool {
  public:
   Pool();
@@ -287,6 +287,7 @@ class Pool {
   // An empty array when `items` already lives in the segment (no copy needed), else a copy.
   template <class T>
   SharedArray<T> input_in_segment(std::span<const T> items) {
+    check_usable();
     if (items.empty() || segment()->contains(items.data())) return SharedArray<T>();
     return shared_array<T>(items);
   }

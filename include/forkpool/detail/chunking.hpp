@@ -15,8 +15,10 @@ inline constexpr std::uint64_t kAutoGrainsPerWorker = 256;
 // A worker takes 1/kOwnTakeDivisor of its own remaining range at a time (never below the grain):
 // large chunks while there is much left, small ones near the end where balance is decided.
 inline constexpr std::uint64_t kOwnTakeDivisor = 8;
-// A static block is run in this many pieces so that a cancelled map stops within a piece.
-inline constexpr std::uint64_t kStaticPieces = 16;
+// A worker runs each chunk it claims in up to this many pieces and checks for cancellation
+// before each, so a map whose f threw stops within 1/16 of a chunk per worker, whatever the
+// schedule's chunk sizes.
+inline constexpr std::uint64_t kPiecesPerChunk = 16;
 
 constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
 

@@ -1,8 +1,10 @@
 // The shared segment: one anonymous MAP_SHARED mapping made before the workers are forked, so it
 // sits at the same address in every process of a pool and raw pointers into it are valid
-// everywhere. Boost.Interprocess manages allocation inside it. Only the process that created it
-// allocates or frees (the allocator takes a process-shared mutex, which a worker killed inside
-// it would hold forever); workers only read and write memory already handed out.
+// everywhere. Boost.Interprocess manages allocation inside it (managed_external_buffer, whose
+// tree has no lock of its own). Only the process that created the segment allocates or frees,
+// under a process-local mutex that serialises its threads: a worker killed in the middle of an
+// allocation would leave the tree half-updated, or a process-shared lock held forever. Workers
+// only read and write memory already handed out.
 //
 // Pages, not bytes, are what a large map costs. Every process maps each shared page on its own
 // first touch, and a page fault costs microseconds (about 12 us per 4 KiB page on this project's
@@ -24,6 +26,9 @@
 #include <mutex>
 
 namespace forkpool::detail {
+
+// getpid(), without a system call: cached, and refreshed in the child after every fork().
+pid_t this_process() noexcept;
 
 class Segment {
  public:
@@ -61,8 +66,8 @@ class Segment {
   Shared* shared_;                      // in the segment
   std::atomic<std::uint64_t>* mapped_;  // private to each process after the fork
   std::atomic<std::uint64_t> mapped_epoch_{0};
-  std::mutex spare_mutex_;
-  void* spare_ = nullptr;  // a freed large block, pages kept
+  mutable std::mutex mutex_;  // the allocator and the spare, for the creator's threads
+  void* spare_ = nullptr;     // a freed large block, pages kept
   std::size_t spare_bytes_ = 0;
   void* lent_ = nullptr;  // the spare handed out again, and its full size
   std::size_t lent_bytes_ = 0;

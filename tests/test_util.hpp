@@ -1,0 +1,190 @@
+// Helpers shared by the pool tests: what /proc says about processes, descriptors and mappings,
+// and a busy wait that stands for real work in a map.
+#pragma once
+
+#include <forkpool/schedule.hpp>
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+// EXPECT that string `hay` contains `needle` (GoogleMock's HasSubstr without GoogleMock).
+#define EXPECT_CONTAINS(hay, needle)                          \
+  EXPECT_NE(std::string(hay).find(needle), std::string::npos) \
+      << "\"" << (hay) << "\" does not contain \"" << (needle) << "\""
+
+namespace forkpool {
+// How GoogleTest prints a Schedule parameter (found by argument-dependent lookup).
+inline void PrintTo(const Schedule& s, std::ostream* os) { *os << s.name(); }
+}  // namespace forkpool
+
+namespace forkpool_test {
+
+// A GoogleTest name for a schedule: "dynamic(7)" -> "dynamic_7".
+inline std::string schedule_test_name(const forkpool::Schedule& s) {
+  std::string name;
+  for (char c : s.name()) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  while (!name.empty() && name.back() == '_') name.pop_back();
+  return name;
+}
+
+// Busy-waits for `us` microseconds of wall time (stands for an item's work).
+inline void spin_for_us(std::int64_t us) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+// The fields of /proc/<pid>/stat after the command name: [0] is the state, [1] the ppid, and
+// utime/stime are [11]/[12]. Empty if the process does not exist.
+inline std::vector<std::string> stat_fields(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return {};
+  const auto close = line.rfind(')');
+  if (close == std::string::npos) return {};
+  std::istringstream rest(line.substr(close + 1));
+  std::vector<std::string> fields;
+  for (std::string f; rest >> f;) fields.push_back(f);
+  return fields;
+}
+
+// True while /proc/<pid> exists (a zombie still counts: it has not been reaped).
+inline bool process_exists(pid_t pid) { return !stat_fields(pid).empty(); }
+
+// The process state letter ('R', 'S', 'Z', ...), or 0 if it does not exist.
+inline char process_state(pid_t pid) {
+  const auto f = stat_fields(pid);
+  return f.empty() || f[0].empty() ? 0 : f[0][0];
+}
+
+// utime + stime of a process, in clock ticks.
+inline std::optional<std::uint64_t> cpu_ticks(pid_t pid) {
+  const auto f = stat_fields(pid);
+  if (f.size() < 13) return std::nullopt;
+  return std::stoull(f[11]) + std::stoull(f[12]);
+}
+
+// Pids of every process (zombies included) whose parent is `parent`.
+inline std::vector<pid_t> children_of(pid_t parent) {
+  std::vector<pid_t> children;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return children;
+  while (const dirent* e = readdir(d)) {
+    char* end = nullptr;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0' || pid <= 0) continue;
+    const auto f = stat_fields(static_cast<pid_t>(pid));
+    if (f.size() > 1 && std::stol(f[1]) == parent) children.push_back(static_cast<pid_t>(pid));
+  }
+  closedir(d);
+  return children;
+}
+
+inline std::size_t child_count() { return children_of(getpid()).size(); }
+
+// Entries of /proc/self/fd (including the one used to read it, which is the same every time).
+inline std::size_t open_fd_count() {
+  std::size_t n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return 0;
+  while (const dirent* e = readdir(d))
+    if (e->d_name[0] != '.') ++n;
+  closedir(d);
+  return n;
+}
+
+inline std::size_t mapping_count() {
+  std::ifstream in("/proc/self/maps");
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
+// Waits up to `timeout` for `done()` to hold; returns whether it did.
+template <class Pred>
+bool eventually(Pred done, std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > until) return false;
+    usleep(1000);
+  }
+  return true;
+}
+
+// Runs `body` in a forked child of this (single-threaded) test process, with the child's
+// stdout on a pipe; returns the child's exit status and what it wrote.
+struct ChildResult {
+  int status;          // as from waitpid; -1 if the child had to be killed after the deadline
+  std::string output;  // what it (and anything that inherited the pipe) wrote
+};
+
+// Runs `body` in a forked child of this (single-threaded) test process and returns its exit
+// status and what was written to the pipe whose write end `body` gets. Reading stops at end of
+// file (every holder of the write end has closed it or died) or at the deadline.
+inline ChildResult run_in_child(const std::function<void(int out_fd)>& body,
+                                std::chrono::milliseconds deadline = std::chrono::seconds(20)) {
+  int fds[2];
+  if (pipe(fds) != 0) return {-1, ""};
+  std::fflush(nullptr);  // or the child would write our buffered output a second time
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    body(fds[1]);
+    _exit(0);
+  }
+  close(fds[1]);
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fds[0], POLLIN, 0};
+    const int r = poll(&p, 1, static_cast<int>(left.count()));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    const ssize_t n = read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fds[0]);
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > until) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return {-1, out};
+    }
+    usleep(1000);
+  }
+  return {status, out};
+}
+
+// How many times `needle` occurs in `hay`.
+inline std::size_t occurrences(const std::string& hay, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = hay.find(needle); at != std::string::npos; at = hay.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace forkpool_test
