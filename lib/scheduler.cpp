@@ -21,9 +21,9 @@
 //                 The split is on demand: a range is cut only when a thief comes for it, so a
 //                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
 //
-// A worker runs each chunk in up to 16 pieces and checks the cancel flag before each (relaxed: a
-// late view only runs one more piece), so an exception in f stops the map within a sixteenth of a
-// chunk per worker, whatever the schedule's chunk sizes.
+// A worker runs each chunk in up to 16 pieces of at least 1024 items (piece_size()) and checks the
+// cancel flag before each (relaxed: a late view only runs one more piece), so an exception in f
+// stops the map within a sixteenth of a large chunk per worker, whatever the schedule.
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
@@ -52,7 +52,7 @@ class JobRunner {
 
   // Runs the chunk of item offsets [lo, hi) (0-based within the job), in pieces.
   void run_items(std::uint64_t lo, std::uint64_t hi) const {
-    const std::uint64_t piece = std::max<std::uint64_t>(1, (hi - lo) / kPiecesPerChunk);
+    const std::uint64_t piece = piece_size(hi - lo);
     for (; lo < hi && !cancelled(); lo += piece) {
       const std::uint64_t end = std::min(hi, lo + piece);
       job_.run(job_.closure, job_.first + static_cast<std::int64_t>(lo),

@@ -19,7 +19,10 @@ using forkpool::detail::Block;
 using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkRange;
 using forkpool::detail::guided_chunk;
+using forkpool::detail::kMinPiece;
+using forkpool::detail::kPiecesPerChunk;
 using forkpool::detail::own_take;
+using forkpool::detail::piece_size;
 using forkpool::detail::static_block;
 using forkpool::detail::Steal;
 using forkpool::detail::steal_amount;
@@ -206,6 +209,15 @@ TEST(Chunking, AutoGrainIsAtLeastOne) {
   EXPECT_EQ(auto_grain(0, 1), 1u);
   EXPECT_EQ(auto_grain(1000000, 2), 1953u);
   EXPECT_EQ(auto_grain(0xFFFFFFFF, 1), 0xFFFFFFFFu / 256);
+}
+
+TEST(Chunking, PieceSizeSplitsOnlyLargeChunks) {
+  EXPECT_EQ(piece_size(1), kMinPiece);  // one piece: a small chunk is one call
+  EXPECT_EQ(piece_size(64), kMinPiece);
+  EXPECT_EQ(piece_size(kMinPiece * kPiecesPerChunk), kMinPiece);
+  EXPECT_EQ(piece_size(1000000), ceil_div(1000000, kPiecesPerChunk));
+  for (std::uint64_t chunk : {1, 100, 1024, 16385, 1000000, 100000000})
+    EXPECT_LE(ceil_div(chunk, piece_size(chunk)), kPiecesPerChunk) << chunk;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@ inline constexpr std::uint64_t kAutoGrainsPerWorker = 256;
 // A worker takes 1/kOwnTakeDivisor of its own remaining range at a time (never below the grain):
 // large chunks while there is much left, small ones near the end where balance is decided.
 inline constexpr std::uint64_t kOwnTakeDivisor = 8;
-// A worker runs each chunk it claims in up to this many pieces and checks for cancellation
-// before each, so a map whose f threw stops within 1/16 of a chunk per worker, whatever the
-// schedule's chunk sizes.
+// A worker runs each chunk it claims in up to this many pieces of at least kMinPiece items, and
+// checks for cancellation before each: a map whose f threw stops within 1/16 of a large chunk per
+// worker, whatever the schedule's chunk sizes, while small chunks (dynamic(64), say) still cost
+// one indirect call each, not one per few items.
 inline constexpr std::uint64_t kPiecesPerChunk = 16;
+inline constexpr std::uint64_t kMinPiece = 1024;
 
 constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
 
@@ -32,6 +34,11 @@ constexpr Block static_block(std::uint64_t count, std::uint64_t parts, std::uint
   const std::uint64_t q = count / parts, r = count % parts;
   const std::uint64_t first = w * q + std::min(w, r);
   return {first, first + q + (w < r ? 1 : 0)};
+}
+
+// The size of the pieces a chunk of `chunk` items runs in.
+constexpr std::uint64_t piece_size(std::uint64_t chunk) {
+  return std::max(kMinPiece, ceil_div(chunk, kPiecesPerChunk));
 }
 
 // GSS: ceil(R / P), at least min_chunk, at most R.
