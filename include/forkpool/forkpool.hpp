@@ -135,9 +135,9 @@ class SharedArray {
 
  private:
   friend class Pool;
-  SharedArray(std::shared_ptr<detail::Segment> segment, std::size_t size)
+  SharedArray(std::shared_ptr<detail::Segment> segment, std::size_t size, const char* what)
       : segment_(std::move(segment)),
-        data_(static_cast<T*>(segment_->allocate(size * sizeof(T), alignof(T), "an array"))),
+        data_(static_cast<T*>(segment_->allocate(size * sizeof(T), alignof(T), what))),
         size_(size) {}
   void swap(SharedArray& other) noexcept {
     std::swap(segment_, other.segment_);
@@ -254,10 +254,7 @@ class Pool {
   }
   template <class T>
   SharedArray<T> shared_array(std::span<const T> items) {
-    auto a = allocate<T>(items.size(), "a shared array");
-    segment()->prefault(a.data(), a.size() * sizeof(T), true);
-    std::uninitialized_copy(items.begin(), items.end(), a.begin());
-    return a;
+    return copy_into_segment(items, "a shared array");
   }
 
   void close();      // no more maps; the workers exit once idle
@@ -276,7 +273,7 @@ class Pool {
   SharedArray<T> allocate(std::size_t n, const char* what) {
     check_usable();
     check_array_size(n, sizeof(T), what);
-    return SharedArray<T>(segment(), n);
+    return SharedArray<T>(segment(), n, what);
   }
   // Results the workers wrote, mapped into this process in one go before the caller reads them.
   template <class T>
@@ -284,12 +281,19 @@ class Pool {
     segment()->prefault(a.data(), a.size() * sizeof(T), false);
     return a;
   }
+  template <class T>
+  SharedArray<T> copy_into_segment(std::span<const T> items, const char* what) {
+    auto a = allocate<T>(items.size(), what);
+    segment()->prefault(a.data(), a.size() * sizeof(T), true);
+    std::uninitialized_copy(items.begin(), items.end(), a.begin());
+    return a;
+  }
   // An empty array when `items` already lives in the segment (no copy needed), else a copy.
   template <class T>
   SharedArray<T> input_in_segment(std::span<const T> items) {
     check_usable();
     if (items.empty() || segment()->contains(items.data())) return SharedArray<T>();
-    return shared_array<T>(items);
+    return copy_into_segment(items, "the input of map");
   }
   template <class Closure>
   void run(const Closure& closure, Range r, Schedule s) {
