@@ -1,25 +1,6 @@
-// The scheduler: how the workers of a pool share out one map, with no lock anywhere.
-//
-// A map is the index range [first, first + count). Every schedule hands out half-open chunks of
-// it; each chunk is run by exactly one worker, once, through the job's ChunkFn.
-//
-//  static_blocks  Worker w runs block w of P near-equal contiguous blocks (static_block()).
-//  dynamic(c)     Self-scheduling: one shared counter, fetch_add(c) per chunk.
-//  guided(m)      GSS (Polychronopoulos & Kuck, IEEE Trans. Computers 1987): a CAS loop on the
-//                 shared counter takes max(m, ceil(R / P)) of the R items left.
-//  work_stealing  Each worker owns a ChunkRange, initialised to its static block (in units).
-//                 It takes chunks from the front (own_take(): 1/8 of what is left, at least the
-//                 grain) and, when its range is empty, steals the back half of a victim's
-//                 (steal-half, Hendler & Shavit, PODC 2002), moves it into its own range, and
-//                 goes on from there; its own range is then stealable in turn. Victims: the last
-//                 victim that paid off first (sticky), then every other worker from a random
-//                 start (as in taskflow's executor and rayon). A worker stops when one pass over
-//                 all the others finds every range empty and no CAS was lost to contention. Ranges
-//                 only shrink, and a stolen range is invisible only while it moves from the
-//                 victim's word to the thief's, where the thief itself runs it; so a worker that
-//                 stops early can only leave work to a worker that is still running.
-//                 The split is on demand: a range is cut only when a thief comes for it, so a
-//                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
+// Runs a job in a worker: claims chunks with the lock-free operations of the job's schedule
+// (include/forkpool/detail/claims.hpp, where the scheduling algorithms are described) and runs
+// them through the job's ChunkFn.
 //
 // A worker runs each chunk in up to 16 pieces of at least 1024 items (piece_size()) and checks the
 // cancel flag before each (relaxed: a late view only runs one more piece), so an exception in f
@@ -27,14 +8,13 @@
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
-// seeing the new generation (acquire). Claims on the shared counter and on the ChunkRanges are
-// relaxed read-modify-writes: they hand out indices, and nothing else is published through them
-// (see chunk_range.hpp). What the workers write (results, partials, the error slot) reaches the
-// parent through the completion counter: each worker's fetch_add is acq_rel, so the parent's
-// acquire load that sees P has seen every worker's writes.
+// seeing the new generation (acquire). Claims are relaxed (see claims.hpp). What the workers write
+// (results, partials, the error slot) reaches the parent through the completion counter: each
+// worker's fetch_add is acq_rel, so the parent's acquire load that sees P has seen every worker's
+// writes.
 #include "scheduler.hpp"
 
-#include <forkpool/detail/chunking.hpp>
+#include <forkpool/detail/claims.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -70,69 +50,31 @@ class JobRunner {
   }
 
   void dynamic() const {
-    // count < 2^62 and chunk <= count, so the counter cannot wrap even after P overshoots.
-    const std::uint64_t chunk = std::min(job_.chunk, job_.count);
     while (!cancelled()) {
-      const std::uint64_t lo = c_.next.fetch_add(chunk, std::memory_order_relaxed);
-      if (lo >= job_.count) return;
-      run_items(lo, std::min(job_.count, lo + chunk));
+      const Block b = claim_dynamic(c_.next, job_.count, job_.chunk);
+      if (b.empty()) return;
+      run_items(b.first, b.last);
     }
   }
 
   void guided() const {
-    std::uint64_t lo = c_.next.load(std::memory_order_relaxed);
-    while (!cancelled() && lo < job_.count) {
-      const std::uint64_t n = guided_chunk(job_.count - lo, c_.workers, job_.chunk);
-      if (c_.next.compare_exchange_weak(lo, lo + n, std::memory_order_relaxed)) {
-        run_items(lo, lo + n);
-        lo = c_.next.load(std::memory_order_relaxed);
-      }
+    while (!cancelled()) {
+      const Block b = claim_guided(c_.next, job_.count, c_.workers, job_.chunk);
+      if (b.empty()) return;
+      run_items(b.first, b.last);
     }
   }
 
   void work_stealing(ChunkRange* ranges) const {
-    ChunkRange& own = ranges[worker_];
-    const std::uint64_t grain = job_.chunk;
-    const unsigned workers = c_.workers;
-    std::uint64_t rng = 0x9E3779B97F4A7C15ull * (worker_ + 1);
-    unsigned sticky = worker_;
+    Stealer stealer(ranges, c_.workers, worker_, job_.chunk);
     while (!cancelled()) {
-      const UnitSpan mine = own.take_front([grain](std::uint64_t r) { return own_take(r, grain); });
-      if (!mine.empty()) {
-        run_units(mine);
-        continue;
-      }
-      if (workers == 1 || !steal_into(own, ranges, grain, sticky, rng)) return;
+      const UnitSpan s = stealer.next();
+      if (s.empty()) return;
+      run_units(s);
     }
   }
 
  private:
-  // One or more passes over the other workers; false once a pass finds them all empty.
-  bool steal_into(ChunkRange& own, ChunkRange* ranges, std::uint64_t grain, unsigned& sticky,
-                  std::uint64_t& rng) const {
-    const unsigned workers = c_.workers;
-    const auto amount = [grain](std::uint64_t r) { return steal_amount(r, grain); };
-    for (;;) {
-      bool contended = false;
-      rng ^= rng << 13;
-      rng ^= rng >> 7;
-      rng ^= rng << 17;
-      const unsigned start = static_cast<unsigned>(rng % workers);
-      for (unsigned k = 0; k <= workers; ++k) {
-        const unsigned v = k == 0 ? sticky : (start + k) % workers;
-        if (v == worker_) continue;
-        const StealResult r = ranges[v].steal_back(amount);
-        if (r.outcome == Steal::success) {
-          own.reset(r.span);
-          sticky = v;
-          return true;
-        }
-        contended |= r.outcome == Steal::retry;
-      }
-      if (!contended || cancelled()) return false;
-    }
-  }
-
   Control& c_;
   const Job& job_;
   unsigned worker_;

@@ -1,13 +1,15 @@
 // Thread-based stress of the lock-free claiming code the worker processes run: detail::ChunkRange
-// with the work-stealing loop of lib/scheduler.cpp, and the shared-counter loops of dynamic and
-// guided. Threads stand in for processes (the protocol only uses lock-free atomics on memory both
-// sides see), so ThreadSanitizer can watch it (HAZARDS.md 10). This file must not fork.
+// and the claim operations of include/forkpool/detail/claims.hpp (the work-stealing Stealer and
+// the shared-counter claims of dynamic and guided), the very functions lib/scheduler.cpp calls.
+// Threads stand in for processes (the protocol only uses lock-free atomics on memory both sides
+// see), so ThreadSanitizer can watch it (HAZARDS.md 10). This file must not fork.
 //
 // Every unit is counted by an atomic counter of its own; after each round every counter must be
 // exactly 1: no unit lost (a worker stopped while work was left) and none run twice (two
 // successful claims of one unit).
 #include <forkpool/detail/chunk_range.hpp>
 #include <forkpool/detail/chunking.hpp>
+#include <forkpool/detail/claims.hpp>
 
 #include <gtest/gtest.h>
 
@@ -24,11 +26,11 @@ namespace {
 using forkpool::detail::auto_grain;
 using forkpool::detail::Block;
 using forkpool::detail::ChunkRange;
-using forkpool::detail::guided_chunk;
-using forkpool::detail::own_take;
+using forkpool::detail::claim_dynamic;
+using forkpool::detail::claim_guided;
 using forkpool::detail::static_block;
 using forkpool::detail::Steal;
-using forkpool::detail::steal_amount;
+using forkpool::detail::Stealer;
 using forkpool::detail::StealResult;
 using forkpool::detail::UnitSpan;
 
@@ -94,7 +96,7 @@ void unit_work(std::uint64_t unit, unsigned cost) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Work stealing: the loop of JobRunner::work_stealing / steal_into in lib/scheduler.cpp.
+// Work stealing: detail::Stealer, as JobRunner::work_stealing in lib/scheduler.cpp drives it.
 
 struct StealingRound {
   unsigned workers;
@@ -105,48 +107,19 @@ struct StealingRound {
   bool late_owner = false;  // worker 0 starts only after every other worker has stopped
 };
 
-bool steal_into(ChunkRange& own, ChunkRange* ranges, unsigned workers, unsigned self,
-                std::uint64_t grain, unsigned& sticky, std::uint64_t& rng) {
-  const auto amount = [grain](std::uint64_t r) { return steal_amount(r, grain); };
-  for (;;) {
-    bool contended = false;
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    const unsigned start = static_cast<unsigned>(rng % workers);
-    for (unsigned k = 0; k <= workers; ++k) {
-      const unsigned v = k == 0 ? sticky : (start + k) % workers;
-      if (v == self) continue;
-      const StealResult r = ranges[v].steal_back(amount);
-      if (r.outcome == Steal::success) {
-        own.reset(r.span);
-        sticky = v;
-        return true;
-      }
-      contended |= r.outcome == Steal::retry;
-    }
-    if (!contended) return false;
-  }
-}
-
 void stealing_worker(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain,
                      std::uint32_t base, unsigned cost, Counters& counters,
                      std::atomic<std::uint64_t>& claimed) {
-  ChunkRange& own = ranges[self];
-  std::uint64_t rng = 0x9E3779B97F4A7C15ull * (self + 1);
-  unsigned sticky = self;
+  Stealer stealer(ranges, workers, self, grain);
   std::uint64_t mine_total = 0;
   for (;;) {
-    const UnitSpan mine = own.take_front([grain](std::uint64_t r) { return own_take(r, grain); });
-    if (!mine.empty()) {
-      for (std::uint32_t u = mine.first; u < mine.last; ++u) {
-        counters.hit(u - base);
-        unit_work(u, cost);
-      }
-      mine_total += mine.size();
-      continue;
+    const UnitSpan mine = stealer.next();
+    if (mine.empty()) break;
+    for (std::uint32_t u = mine.first; u < mine.last; ++u) {
+      counters.hit(u - base);
+      unit_work(u, cost);
     }
-    if (workers == 1 || !steal_into(own, ranges, workers, self, grain, sticky, rng)) break;
+    mine_total += mine.size();
   }
   claimed.fetch_add(mine_total, std::memory_order_relaxed);
 }
@@ -304,7 +277,7 @@ TEST(ChunkRangeStress, RawTakeAndStealNeverOverlap) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shared-counter schedules: JobRunner::dynamic and JobRunner::guided.
+// The shared-counter schedules: claim_dynamic and claim_guided.
 
 void run_counter_round(bool guided, unsigned P, std::uint64_t count, std::uint64_t param) {
   SCOPED_TRACE(std::string(guided ? "guided(" : "dynamic(") + std::to_string(param) + "), P " +
@@ -319,22 +292,11 @@ void run_counter_round(bool guided, unsigned P, std::uint64_t count, std::uint64
       const auto run_items = [&](std::uint64_t lo, std::uint64_t hi) {
         for (std::uint64_t i = lo; i < hi; ++i) counters.hit(i);
       };
-      if (!guided) {
-        const std::uint64_t chunk = std::min(param, count);
-        for (;;) {
-          const std::uint64_t lo = next.fetch_add(chunk, std::memory_order_relaxed);
-          if (lo >= count) return;
-          run_items(lo, std::min(count, lo + chunk));
-        }
-      } else {
-        std::uint64_t lo = next.load(std::memory_order_relaxed);
-        while (lo < count) {
-          const std::uint64_t n = guided_chunk(count - lo, P, param);
-          if (next.compare_exchange_weak(lo, lo + n, std::memory_order_relaxed)) {
-            run_items(lo, lo + n);
-            lo = next.load(std::memory_order_relaxed);
-          }
-        }
+      for (;;) {
+        const Block b =
+            guided ? claim_guided(next, count, P, param) : claim_dynamic(next, count, param);
+        if (b.empty()) return;
+        run_items(b.first, b.last);
       }
     });
   gate.open();

@@ -48,15 +48,8 @@ const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1
                                   Schedule::guided(5),       Schedule::work_stealing(),
                                   Schedule::work_stealing(3)};
 
+using forkpool_test::map_works;
 using forkpool_test::schedule_test_name;
-
-bool map_works(Pool& pool, std::int64_t n = 10000) {
-  const auto out = pool.map([](std::int64_t i) { return i * i; }, forkpool::range(n));
-  if (out.size() != static_cast<std::size_t>(n)) return false;
-  for (std::int64_t k = 0; k < n; ++k)
-    if (out[static_cast<std::size_t>(k)] != k * k) return false;
-  return true;
-}
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();

@@ -29,17 +29,9 @@ namespace {
 using forkpool::Pool;
 using forkpool::PoolClosed;
 using forkpool_test::child_count;
+using forkpool_test::map_works;
 using forkpool_test::process_exists;
 using forkpool_test::process_state;
-
-// A map whose result is easy to check; returns whether it was right.
-bool map_works(Pool& pool, std::int64_t n = 10000) {
-  const auto out = pool.map([](std::int64_t i) { return i * i; }, forkpool::range(n));
-  if (out.size() != static_cast<std::size_t>(n)) return false;
-  for (std::int64_t k = 0; k < n; ++k)
-    if (out[static_cast<std::size_t>(k)] != k * k) return false;
-  return true;
-}
 
 // True when none of `pids` exists any more (reaped: no zombie either).
 bool all_gone(const std::vector<pid_t>& pids) {

@@ -2,7 +2,7 @@
 // and a busy wait that stands for real work in a map.
 #pragma once
 
-#include <forkpool/schedule.hpp>
+#include <forkpool/forkpool.hpp>
 
 #include <dirent.h>
 #include <poll.h>
@@ -43,6 +43,15 @@ inline std::string schedule_test_name(const forkpool::Schedule& s) {
   for (char c : s.name()) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
   while (!name.empty() && name.back() == '_') name.pop_back();
   return name;
+}
+
+// A map whose result is easy to check; returns whether it was right.
+inline bool map_works(forkpool::Pool& pool, std::int64_t n = 10000) {
+  const auto out = pool.map([](std::int64_t i) { return i * i; }, forkpool::range(n));
+  if (out.size() != static_cast<std::size_t>(n)) return false;
+  for (std::int64_t k = 0; k < n; ++k)
+    if (out[static_cast<std::size_t>(k)] != k * k) return false;
+  return true;
 }
 
 // Busy-waits for `us` microseconds of wall time (stands for an item's work).

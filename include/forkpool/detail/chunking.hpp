@@ -25,7 +25,8 @@ inline constexpr std::uint64_t kMinPiece = 1024;
 constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
 
 struct Block {
-  std::uint64_t first, last;
+  std::uint64_t first, last;  // [first, last)
+  constexpr bool empty() const { return first >= last; }
 };
 
 // Block w of `count` items split into `parts` near-equal contiguous blocks (the first

@@ -1,0 +1,118 @@
+// The scheduler: how the workers of a pool share out one map, with no lock anywhere. These are
+// the claim operations each schedule's workers run; they touch nothing but the shared atomics,
+// so the thread-based stress tests (tests/test_chunk_range_stress.cpp, under TSan) run exactly
+// the code the worker processes run. lib/scheduler.cpp drives them for a job.
+//
+// A map is the index range [first, first + count). Every schedule hands out half-open chunks of
+// it; each chunk is claimed by exactly one worker, once.
+//
+//  static_blocks  Worker w runs block w of P near-equal contiguous blocks (static_block()).
+//  dynamic(c)     Self-scheduling: one shared counter, fetch_add(c) per chunk (claim_dynamic).
+//  guided(m)      GSS (Polychronopoulos & Kuck, IEEE Trans. Computers 1987): a CAS loop on the
+//                 shared counter takes max(m, ceil(R / P)) of the R items left (claim_guided).
+//  work_stealing  Each worker owns a ChunkRange, initialised to its static block (in units).
+//                 It takes chunks from the front (own_take(): 1/8 of what is left, at least the
+//                 grain) and, when its range is empty, steals the back half of a victim's
+//                 (steal-half, Hendler & Shavit, PODC 2002), moves it into its own range, and
+//                 goes on from there; its own range is then stealable in turn (Stealer). Victims:
+//                 the last victim that paid off first (sticky), then every other worker from a
+//                 random start (as in taskflow's executor and rayon). A worker stops when one pass
+//                 over all the others finds every range empty and no CAS was lost to contention.
+//                 Units only leave ranges, and a stolen range is invisible only while it moves
+//                 from the victim's word to the thief's, where the thief itself runs it; so a
+//                 worker that stops early can only leave work to a worker that is still running.
+//                 The split is on demand: a range is cut only when a thief comes for it, so a
+//                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
+//
+// Memory order: every claim is a relaxed read-modify-write. Claims hand out indices and nothing
+// else is published through them (see chunk_range.hpp); the job they index into is published by
+// the pool's generation counter (release/acquire) before any claim, and results travel back
+// through the completion counter (acq_rel), both in lib/.
+#pragma once
+
+#include <forkpool/detail/chunk_range.hpp>
+#include <forkpool/detail/chunking.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+namespace forkpool::detail {
+
+// dynamic(chunk): the next `chunk` items of `count` from the shared counter `next`; empty when
+// none are left. Requires count < 2^62, so the counter cannot wrap even after P overshoots.
+inline Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count,
+                           std::uint64_t chunk) noexcept {
+  chunk = std::min(chunk, count);
+  const std::uint64_t lo = next.fetch_add(chunk, std::memory_order_relaxed);
+  if (lo >= count) return {count, count};
+  return {lo, std::min(count, lo + chunk)};
+}
+
+// guided(min_chunk): ceil(R / P) of the R items left, at least min_chunk; empty when none are left.
+inline Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count,
+                          std::uint64_t workers, std::uint64_t min_chunk) noexcept {
+  std::uint64_t lo = next.load(std::memory_order_relaxed);
+  while (lo < count) {
+    const std::uint64_t n = guided_chunk(count - lo, workers, min_chunk);
+    if (next.compare_exchange_weak(lo, lo + n, std::memory_order_relaxed)) return {lo, lo + n};
+  }
+  return {count, count};
+}
+
+// One worker's side of work stealing over the P workers' ranges.
+class Stealer {
+ public:
+  Stealer(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain) noexcept
+      : ranges_(ranges),
+        workers_(workers),
+        self_(self),
+        grain_(grain),
+        sticky_(self),
+        rng_(0x9E3779B97F4A7C15ull * (self + 1)) {}
+
+  // The next chunk of units for this worker, from its own range or stolen into it; empty once
+  // every range is empty.
+  [[nodiscard]] UnitSpan next() noexcept {
+    for (;;) {
+      const UnitSpan mine =
+          ranges_[self_].take_front([g = grain_](std::uint64_t r) { return own_take(r, g); });
+      if (!mine.empty() || !steal()) return mine;
+    }
+  }
+
+ private:
+  // Moves part of another worker's range into this worker's (empty) range. One or more passes
+  // over the other workers; false once a pass finds them all empty without contention.
+  bool steal() noexcept {
+    const auto amount = [g = grain_](std::uint64_t r) { return steal_amount(r, g); };
+    for (;;) {
+      bool contended = false;
+      rng_ ^= rng_ << 13;
+      rng_ ^= rng_ >> 7;
+      rng_ ^= rng_ << 17;
+      const auto start = static_cast<unsigned>(rng_ % workers_);
+      for (unsigned k = 0; k <= workers_; ++k) {
+        const unsigned v = k == 0 ? sticky_ : (start + k) % workers_;
+        if (v == self_) continue;
+        const StealResult r = ranges_[v].steal_back(amount);
+        if (r.outcome == Steal::success) {
+          ranges_[self_].reset(r.span);
+          sticky_ = v;
+          return true;
+        }
+        contended |= r.outcome == Steal::retry;
+      }
+      if (!contended) return false;
+    }
+  }
+
+  ChunkRange* ranges_;
+  unsigned workers_;
+  unsigned self_;
+  std::uint64_t grain_;
+  unsigned sticky_;
+  std::uint64_t rng_;
+};
+
+}  // namespace forkpool::detail
