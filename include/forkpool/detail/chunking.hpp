@@ -1,6 +1,8 @@
 // The chunk-size rules, as pure functions of (items or units remaining, P, parameters), so that
 // they can be tested on their own and reused by anything that simulates a schedule.
 // Every function returns a size in [1, remaining] when remaining >= 1.
+// The tuning constants can be overridden when forkpool itself is built, e.g.
+// -DCMAKE_CXX_FLAGS=-DFORKPOOL_OWN_TAKE_DIVISOR=16 (the library and its users must agree).
 #pragma once
 
 #include <algorithm>
@@ -11,16 +13,28 @@ namespace forkpool::detail {
 // Work stealing with an automatic grain aims at this many grains per worker: few enough that the
 // per-chunk cost (one CAS and one indirect call, ~20 ns) is invisible, many enough that the last
 // grain of a worker is a small part of its share (under 0.5% of it).
-inline constexpr std::uint64_t kAutoGrainsPerWorker = 256;
+#ifndef FORKPOOL_AUTO_GRAINS_PER_WORKER
+#define FORKPOOL_AUTO_GRAINS_PER_WORKER 256
+#endif
+inline constexpr std::uint64_t kAutoGrainsPerWorker = FORKPOOL_AUTO_GRAINS_PER_WORKER;
 // A worker takes 1/kOwnTakeDivisor of its own remaining range at a time (never below the grain):
 // large chunks while there is much left, small ones near the end where balance is decided.
-inline constexpr std::uint64_t kOwnTakeDivisor = 8;
+#ifndef FORKPOOL_OWN_TAKE_DIVISOR
+#define FORKPOOL_OWN_TAKE_DIVISOR 8
+#endif
+inline constexpr std::uint64_t kOwnTakeDivisor = FORKPOOL_OWN_TAKE_DIVISOR;
 // A worker runs each chunk it claims in up to this many pieces of at least kMinPiece items, and
 // checks for cancellation before each: a map whose f threw stops within 1/16 of a large chunk per
 // worker, whatever the schedule's chunk sizes, while small chunks (dynamic(64), say) still cost
 // one indirect call each, not one per few items.
-inline constexpr std::uint64_t kPiecesPerChunk = 16;
-inline constexpr std::uint64_t kMinPiece = 1024;
+#ifndef FORKPOOL_PIECES_PER_CHUNK
+#define FORKPOOL_PIECES_PER_CHUNK 16
+#endif
+#ifndef FORKPOOL_MIN_PIECE
+#define FORKPOOL_MIN_PIECE 1024
+#endif
+inline constexpr std::uint64_t kPiecesPerChunk = FORKPOOL_PIECES_PER_CHUNK;
+inline constexpr std::uint64_t kMinPiece = FORKPOOL_MIN_PIECE;
 
 constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
 
