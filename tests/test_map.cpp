@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -666,6 +667,63 @@ TEST(Pools, RangeHelpers) {
   const std::int64_t hi = std::numeric_limits<std::int64_t>::max();
   const auto high = pool.map([](std::int64_t i) { return i; }, forkpool::range(hi - 3, hi));
   EXPECT_EQ(high.to_vector(), (std::vector<std::int64_t>{hi - 3, hi - 2, hi - 1}));
+}
+
+// Pages of [p, p + bytes) resident in memory, by mincore(): whole pages inside the range.
+std::size_t resident_pages(const void* p, std::size_t bytes) {
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(p) + bytes) / page * page;
+  std::vector<unsigned char> v((hi - lo) / page);
+  if (mincore(reinterpret_cast<void*>(lo), hi - lo, v.data()) != 0) return 0;
+  return static_cast<std::size_t>(
+      std::count_if(v.begin(), v.end(), [](unsigned char c) { return c & 1; }));
+}
+
+// The segment keeps the last large block freed (the spare), pages and all, and hands it to the
+// next map of a similar size; the spare it replaces gives its pages back.
+TEST(MapMemory, RepeatedLargeMapsReuseTheSameBlock) {
+  Pool pool(2);
+  const auto f = [](std::int64_t i) { return i * 3; };
+  const std::int64_t n = 1 << 20;  // 8 MiB of results: a large block
+  const std::size_t bytes = sizeof(std::int64_t) * static_cast<std::size_t>(n);
+  const void* first_address = nullptr;
+  {
+    const auto first = pool.map(f, forkpool::range(n));
+    first_address = first.data();
+  }
+  const std::size_t pages = resident_pages(first_address, bytes);
+  EXPECT_GT(pages, 0u);
+  EXPECT_EQ(resident_pages(first_address, bytes), pages) << "the spare keeps its pages";
+  {
+    const auto second = pool.map(f, forkpool::range(n - 1000));  // a similar size
+    EXPECT_EQ(static_cast<const void*>(second.data()), first_address);
+    for (std::int64_t k = 0; k < n - 1000; k += 4099)
+      ASSERT_EQ(second[static_cast<std::size_t>(k)], 3 * k);
+  }
+  // A different large block freed becomes the spare; the old one's pages are given back.
+  { const auto other = pool.map(f, forkpool::range(n / 4)); }
+  EXPECT_EQ(resident_pages(first_address, bytes), 0u);
+}
+
+TEST(MapMemory, TheSpareGivesWayWhenSpaceIsShort) {
+  // 8 MiB of segment: a freed 3 MB block kept as the spare must not stand in the way of 6 MB.
+  Pool pool(Options{.processes = 2, .segment_bytes = std::size_t{8} << 20});
+  const auto f = [](std::int64_t i) { return i; };
+  { const auto held = pool.map(f, forkpool::range(375000)); }
+  const void* big_address = nullptr;
+  {
+    const auto big = pool.map(f, forkpool::range(750000));
+    EXPECT_EQ(big[749999], 749999);
+    big_address = big.data();
+  }
+  // The 6 MB block is now the spare; a small request leaves it alone, a similar one reuses it.
+  const auto small = pool.map(f, forkpool::range(10));
+  EXPECT_EQ(small[9], 9);
+  EXPECT_NE(static_cast<const void*>(small.data()), big_address);
+  const auto similar = pool.map(f, forkpool::range(500000));
+  EXPECT_EQ(static_cast<const void*>(similar.data()), big_address);
+  EXPECT_EQ(similar[499999], 499999);
 }
 
 }  // namespace
