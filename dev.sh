@@ -2,11 +2,13 @@
 # The project's two everyday commands. Installs the Debian packages it needs when missing.
 #   ./dev.sh run EXAMPLE [ARGS...]   build and run one of examples/ (pool, pool_pids, ...)
 #   ./dev.sh test                    build everything; run the test suite, the benchmarks' smoke
-#                                    runs, and the thread stress tests under ThreadSanitizer
+#                                    runs, the thread stress tests under ThreadSanitizer, and the
+#                                    libFuzzer targets for 20 s each
 set -euo pipefail
 cd "$(dirname "$0")"
 
-packages=(cmake make g++ libboost-dev libgtest-dev libbenchmark-dev)
+# clang and libclang-rt-dev (libFuzzer's runtime, which clang only recommends) for the fuzz preset.
+packages=(cmake make g++ clang libclang-rt-dev libboost-dev libgtest-dev libbenchmark-dev)
 
 install_missing() {
   local missing=()
@@ -40,9 +42,12 @@ case "${1:-}" in
     cmake --preset tsan
     cmake --build --preset tsan -j"$jobs" --target forkpool_stress_tests
     ctest --preset tsan
+    cmake --preset fuzz
+    cmake --build --preset fuzz -j"$jobs"
+    ctest --preset fuzz
     ;;
   *)
-    sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

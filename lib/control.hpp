@@ -12,8 +12,9 @@
 
 namespace forkpool::detail {
 
-// A map as the workers see it: indices [first, first + count), cut into units of `unit` items
-// (1 unless count exceeds what a ChunkRange can index).
+// A job as the workers see it: indices [first, first + count), cut into units of `unit` items
+// (1 unless count exceeds what a ChunkRange can index). A map is one job, plus one more for each
+// span of items that a dead worker left unfinished (see recovery.hpp).
 struct Job {
   ChunkFn run;
   const void* closure;
@@ -24,12 +25,44 @@ struct Job {
   std::uint64_t unit;
 };
 
+// Why a map stopped early; the first reason wins.
+enum Stop : std::uint32_t { kRunning = 0, kTaskError = 1, kCancelled = 2, kTimedOut = 3 };
+
 // The first exception of a map, written by the worker that claimed it.
 struct TaskErrorSlot {
   std::int64_t index;
   char type[256];
   char message[2048];
 };
+
+// What one worker slot has claimed and finished; what the parent reads to find the items a dead
+// worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
+//
+// The claim: the chunk [claim_first, claim_last) (absolute indices) that the worker is about to
+// claim or is running, and its committed count when it made the claim. The worker writes it
+// before the compare-and-swap that claims the chunk, followed by a release fence, so a claim that
+// took effect is always announced; an announced claim may still have failed (see recovery.hpp).
+//
+// The commit word: bits 0-62 count the items this slot has finished in the current map; bit 63
+// says which of the slot's two map_reduce partials is current. The worker writes a piece's
+// partial into the other one and then publishes both with one release store, so a piece counts
+// (in the partial and in the count) entirely or not at all, whenever the worker dies.
+struct alignas(64) WorkerSlot {
+  std::atomic<std::int64_t> claim_first{0};
+  std::atomic<std::int64_t> claim_last{0};
+  std::atomic<std::uint64_t> claim_base{0};
+  std::atomic<std::uint64_t> commit{0};
+  // The generation of the last job this slot's worker finished.
+  std::atomic<std::uint32_t> finished{0};
+};
+
+inline constexpr std::uint64_t kCommitSlotBit = std::uint64_t{1} << 63;
+inline constexpr std::uint64_t commit_count(std::uint64_t commit) {
+  return commit & ~kCommitSlotBit;
+}
+inline constexpr unsigned commit_slot(std::uint64_t commit) {
+  return static_cast<unsigned>(commit >> 63);
+}
 
 inline constexpr std::size_t kInlineClosureBytes = 512;
 
@@ -44,11 +77,12 @@ struct Control {
   std::atomic<std::uint32_t> sleepers{0};  // workers in (or entering) futex_wait on generation
   std::atomic<std::uint32_t> shutdown{0};
 
-  // Workers that finished the current job; futex word for the parent.
-  alignas(64) std::atomic<std::uint32_t> done{0};
+  // Set while the parent sleeps on the wake-up eventfd; a worker that finishes a job then writes
+  // to it (a Dekker-style handshake, seq_cst on both sides, with WorkerSlot::finished).
+  alignas(64) std::atomic<std::uint32_t> parent_waiting{0};
 
-  // Set by the worker that records the map's first error; the others stop at their next chunk.
-  alignas(64) std::atomic<std::uint32_t> cancelled{0};
+  // A Stop: the workers stop at their next piece once it is set.
+  alignas(64) std::atomic<std::uint32_t> stop{kRunning};
   TaskErrorSlot error{};
 
   // dynamic and guided: the offset of the next unclaimed item.

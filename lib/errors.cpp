@@ -48,7 +48,7 @@ void record_task_error(std::int64_t index) noexcept {
   Control* c = current_worker_control();
   if (c == nullptr) return;
   std::uint32_t expected = 0;
-  if (!c->cancelled.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) return;
+  if (!c->stop.compare_exchange_strong(expected, kTaskError, std::memory_order_relaxed)) return;
   c->error.index = index;
   try {
     copy_truncated(c->error.type, current_exception_type().c_str());

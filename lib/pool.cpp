@@ -1,5 +1,7 @@
-// Pool: forking the workers, handing them jobs, and the pool's lifetime.
+// Pool: forking the workers, handing them jobs, replacing the ones that die, and the pool's
+// lifetime. How the items a dead worker lost are found: recovery.hpp.
 #include "control.hpp"
+#include "recovery.hpp"
 #include "scheduler.hpp"
 #include "wait.hpp"
 #include "worker.hpp"
@@ -7,7 +9,9 @@
 #include <forkpool/forkpool.hpp>
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -28,17 +32,22 @@
 namespace forkpool {
 namespace {
 
-// The parent polls this long for a map to finish before it sleeps (see poll_yielding).
+using Clock = std::chrono::steady_clock;
+
+// The parent polls this long for a job to finish before it sleeps (see poll_yielding).
 constexpr auto kFinishPoll = std::chrono::microseconds(50);
-// While it sleeps on a map, the parent checks this often that no worker has died.
-constexpr auto kLivenessCheck = std::chrono::milliseconds(50);
+// Past a map's deadline, workers get this long to stop at a piece boundary before they are killed.
+constexpr auto kStopGrace = std::chrono::milliseconds(20);
 constexpr unsigned kProcessesPerCpu = 64;
 constexpr std::uint64_t kMaxItems = std::uint64_t{1} << 62;
 
 std::string describe_exit(int status) {
-  if (WIFSIGNALED(status))
-    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" +
-           strsignal(WTERMSIG(status)) + ")";
+  if (status < 0) return "exited (its status was taken by someone else)";
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "was killed by signal " + std::to_string(sig) + " (" + strsignal(sig) + ")" +
+           (sig == SIGKILL ? " (kill -9, a timeout, or the out-of-memory killer)" : "");
+  }
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
   return "stopped";
 }
@@ -62,16 +71,70 @@ unsigned checked_processes(unsigned processes) {
   return processes;
 }
 
+std::string items(std::int64_t first, std::int64_t last) {
+  return "[" + std::to_string(first) + ", " + std::to_string(last) + ")";
+}
+
+// Held by the forking thread around a fork, and released on both sides of it.
+//  - stdout and stderr locked: a worker flushes them, and a lock that another thread of the
+//    parent held at the fork would stay locked in the child forever (HAZARDS.md 4).
+//  - The terminal's signals blocked: a worker ignores them (worker.cpp), but until it has said so
+//    it has the parent's dispositions, and a Ctrl-C in that window would kill it. The worker
+//    unblocks them once it ignores them.
+class ForkGuard {
+ public:
+  ForkGuard() {
+    sigset_t terminal;
+    sigemptyset(&terminal);
+    for (int sig : {SIGINT, SIGQUIT, SIGHUP}) sigaddset(&terminal, sig);
+    pthread_sigmask(SIG_BLOCK, &terminal, &mask_);
+    flockfile(stdout);
+    flockfile(stderr);
+  }
+  ~ForkGuard() {
+    funlockfile(stderr);
+    funlockfile(stdout);
+    pthread_sigmask(SIG_SETMASK, &mask_, nullptr);
+  }
+  ForkGuard(const ForkGuard&) = delete;
+  ForkGuard& operator=(const ForkGuard&) = delete;
+
+ private:
+  sigset_t mask_;
+};
+
 }  // namespace
 
 struct Pool::Impl {
+  // A worker that died, as the parent found it.
+  struct Death {
+    unsigned worker;
+    pid_t pid;
+    int status;
+  };
+
   Impl(const Options& o, unsigned processes);
   ~Impl();
 
+  void start_worker(unsigned w);
   void fork_workers();
-  void publish(const detail::Job& job);
-  void wait_until_done();
-  void check_workers_alive();
+  // What a map could not finish: spans still lost after the retries, and the deaths that lost
+  // them; or, for a map_reduce, no spans when the lost items could not be told apart.
+  struct Unfinished {
+    std::vector<detail::LostSpan> lost;
+    std::vector<Death> deaths;
+  };
+  Unfinished run_map(const detail::Job& map_job, bool each_item_once);
+  void run_job(const detail::Job& job, Clock::time_point deadline);
+  bool finished(std::uint32_t generation) const;
+  bool wait_for_job(std::uint32_t generation, Clock::time_point deadline);
+  void collect_deaths(std::vector<pollfd>& fds, std::size_t first_pidfd);
+  void record_death(unsigned w, int status);
+  void replace_dead_workers();
+  void check_idle_workers();
+  std::uint64_t committed() const;
+  [[noreturn]] void throw_stop(std::uint32_t stop) const;
+  [[noreturn]] void throw_unfinished(const Unfinished& u, const detail::Job& map_job) const;
   void shut_down();
   void kill_and_reap();
 
@@ -81,98 +144,275 @@ struct Pool::Impl {
   std::shared_ptr<detail::Segment> segment;
   detail::Control* control = nullptr;
   detail::ChunkRange* ranges = nullptr;
-  std::vector<pid_t> pids;
-  std::vector<int> pidfds;
+  detail::WorkerSlot* slots = nullptr;
+  int wake_fd = -1;
+  std::vector<pid_t> pids;    // -1: not running (dead, not replaced yet, or reaped)
+  std::vector<int> pidfds;    // -1 where pids is
+  std::vector<Death> deaths;  // of the current job, reaped but not replaced yet
   std::atomic<bool> closed{false};
   std::mutex mutex;  // one map, close or terminate at a time
 };
 
 Pool::Impl::Impl(const Options& o, unsigned processes)
-    : options(o), workers(processes), segment(std::make_shared<detail::Segment>(o.segment_bytes)) {
+    : options(o),
+      workers(processes),
+      segment(std::make_shared<detail::Segment>(o.segment_bytes)),
+      pids(processes, -1),
+      pidfds(processes, -1) {
   options.processes = processes;
   control = new (segment->allocate(sizeof(detail::Control), alignof(detail::Control),
                                    "the pool's control block")) detail::Control(processes);
   ranges =
       new (segment->allocate(sizeof(detail::ChunkRange) * processes, alignof(detail::ChunkRange),
                              "the pool's chunk ranges")) detail::ChunkRange[processes];
+  slots =
+      new (segment->allocate(sizeof(detail::WorkerSlot) * processes, alignof(detail::WorkerSlot),
+                             "the pool's worker slots")) detail::WorkerSlot[processes];
+  wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0)
+    throw std::system_error(errno, std::generic_category(), "forkpool::Pool: eventfd");
 }
 
 Pool::Impl::~Impl() {
+  if (wake_fd >= 0) ::close(wake_fd);
+  segment->deallocate(slots, sizeof(detail::WorkerSlot) * workers);
   segment->deallocate(ranges, sizeof(detail::ChunkRange) * workers);
   segment->deallocate(control, sizeof(detail::Control));
 }
 
-void Pool::Impl::fork_workers() {
+// Forks the worker for slot w; it waits for the next job published after this call.
+void Pool::Impl::start_worker(unsigned w) {
   // Buffered output would be written once by each process (HAZARDS.md 5).
   std::cout.flush();
   std::clog.flush();
   std::fflush(nullptr);
-  const detail::WorkerStart base{segment.get(),
-                                 control,
-                                 ranges,
-                                 0,
-                                 owner,
-                                 gettid() == owner,
-                                 control->generation.load(std::memory_order_relaxed)};
-  pids.reserve(workers);
-  pidfds.reserve(workers);
-  for (unsigned w = 0; w < workers; ++w) {
-    const pid_t pid = fork();
+  const detail::WorkerStart start{
+      segment.get(), control,           ranges,
+      slots,         wake_fd,           w,
+      owner,         gettid() == owner, control->generation.load(std::memory_order_relaxed)};
+  pid_t pid;
+  {
+    const ForkGuard guard;
+    pid = fork();
     if (pid == 0) {
-      detail::WorkerStart start = base;
-      start.index = w;
+      funlockfile(stderr);
+      funlockfile(stdout);
       detail::worker_main(start);
     }
-    const int fd = pid > 0 ? open_pidfd(pid) : -1;
-    if (pid > 0) pids.push_back(pid);
-    if (fd < 0) {
-      const int err = errno;
-      kill_and_reap();
-      throw std::system_error(err, std::generic_category(),
-                              "forkpool::Pool: could not start worker " + std::to_string(w) +
-                                  " of " + std::to_string(workers) +
-                                  (pid < 0 ? " (fork)" : " (pidfd_open)") +
-                                  "; the workers already started were stopped");
+  }
+  const int err = errno;
+  const int fd = pid > 0 ? open_pidfd(pid) : -1;
+  if (fd < 0) {
+    const int open_err = errno;
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      reap(pid);
     }
-    pidfds.push_back(fd);
+    throw std::system_error(pid < 0 ? err : open_err, std::generic_category(),
+                            pid < 0 ? "fork" : "pidfd_open");
+  }
+  pids[w] = pid;
+  pidfds[w] = fd;
+}
+
+void Pool::Impl::fork_workers() {
+  for (unsigned w = 0; w < workers; ++w) {
+    try {
+      start_worker(w);
+    } catch (const std::system_error& e) {
+      kill_and_reap();
+      throw std::system_error(e.code(), "forkpool::Pool: could not start worker " +
+                                            std::to_string(w) + " of " + std::to_string(workers) +
+                                            " (" + e.what() +
+                                            "); the workers already started were stopped");
+    }
   }
 }
 
-void Pool::Impl::publish(const detail::Job& job) {
+bool Pool::Impl::finished(std::uint32_t generation) const {
+  for (unsigned w = 0; w < workers; ++w)
+    if (pids[w] > 0 && slots[w].finished.load(std::memory_order_acquire) != generation)
+      return false;
+  return true;
+}
+
+void Pool::Impl::record_death(unsigned w, int status) {
+  deaths.push_back({w, pids[w], status});
+  ::close(pidfds[w]);
+  pids[w] = -1;
+  pidfds[w] = -1;
+}
+
+// The workers whose pidfd poll() found readable have exited: reap them.
+void Pool::Impl::collect_deaths(std::vector<pollfd>& fds, std::size_t first_pidfd) {
+  for (std::size_t i = first_pidfd; i < fds.size(); ++i) {
+    if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
+    for (unsigned w = 0; w < workers; ++w)
+      if (pidfds[w] == fds[i].fd) record_death(w, reap(pids[w]));
+  }
+}
+
+// Waits until every live worker has finished the job of `generation`, reaping the ones that die.
+// False if the deadline came first.
+bool Pool::Impl::wait_for_job(std::uint32_t generation, Clock::time_point deadline) {
+  if (detail::poll_yielding([&] { return finished(generation); }, kFinishPoll)) return true;
+  std::vector<pollfd> fds;
+  for (;;) {
+    fds.assign(1, {wake_fd, POLLIN, 0});
+    for (int fd : pidfds)
+      if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+    control->parent_waiting.store(1, std::memory_order_seq_cst);
+    if (finished(generation)) break;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000));
+    const int n = poll(fds.data(), fds.size(), timeout_ms);
+    control->parent_waiting.store(0, std::memory_order_relaxed);
+    std::uint64_t wakes;
+    while (read(wake_fd, &wakes, sizeof wakes) > 0) {
+    }
+    if (n > 0) collect_deaths(fds, 1);
+    if (finished(generation)) return true;
+    if (Clock::now() >= deadline) return false;
+  }
+  control->parent_waiting.store(0, std::memory_order_relaxed);
+  return true;
+}
+
+void Pool::Impl::run_job(const detail::Job& job, Clock::time_point deadline) {
   control->job = job;
-  control->done.store(0, std::memory_order_relaxed);
-  control->cancelled.store(0, std::memory_order_relaxed);
-  detail::prepare_schedule(*control, ranges);
-  control->generation.fetch_add(1, std::memory_order_seq_cst);
+  detail::prepare_schedule(*control, ranges, slots);
+  const std::uint32_t generation = control->generation.fetch_add(1, std::memory_order_seq_cst) + 1;
   if (control->sleepers.load(std::memory_order_seq_cst) != 0)
     detail::futex_wake(control->generation);
-}
-
-void Pool::Impl::wait_until_done() {
-  const auto finished = [this] { return control->done.load(std::memory_order_acquire) == workers; };
-  if (detail::poll_yielding(finished, kFinishPoll)) return;
-  for (;;) {
-    const std::uint32_t d = control->done.load(std::memory_order_acquire);
-    if (d == workers) return;
-    if (!detail::futex_wait(control->done, d, kLivenessCheck)) check_workers_alive();
-  }
-}
-
-void Pool::Impl::check_workers_alive() {
-  std::vector<pollfd> fds(workers);
-  for (unsigned w = 0; w < workers; ++w) fds[w] = {pidfds[w], POLLIN, 0};
-  if (poll(fds.data(), fds.size(), 0) <= 0) return;
+  if (wait_for_job(generation, deadline)) return;
+  // Past the deadline: stop the job; kill the workers that do not stop at a piece boundary.
+  std::uint32_t running = detail::kRunning;
+  control->stop.compare_exchange_strong(running, detail::kTimedOut, std::memory_order_relaxed);
+  if (wait_for_job(generation, Clock::now() + kStopGrace)) return;
   for (unsigned w = 0; w < workers; ++w) {
-    if (!(fds[w].revents & POLLIN)) continue;
-    const pid_t pid = pids[w];
-    const int status = reap(pid);
-    pids[w] = -1;
-    closed = true;
-    kill_and_reap();
-    throw BrokenPool("forkpool: worker " + std::to_string(w) + " (pid " + std::to_string(pid) +
-                     ") " + (status < 0 ? "exited" : describe_exit(status)) +
-                     " during a map; the pool has been terminated");
+    if (pids[w] <= 0 || slots[w].finished.load(std::memory_order_acquire) == generation) continue;
+    kill(pids[w], SIGKILL);
+    record_death(w, reap(pids[w]));
   }
+}
+
+std::uint64_t Pool::Impl::committed() const {
+  std::uint64_t sum = 0;
+  for (unsigned w = 0; w < workers; ++w)
+    sum += detail::commit_count(slots[w].commit.load(std::memory_order_acquire));
+  return sum;
+}
+
+// Runs a map: its job, then, round after round, jobs for the items dead workers lost, until none
+// are lost or they have been run options.retries more times.
+Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each_item_once) {
+  const Clock::time_point deadline =
+      options.timeout > std::chrono::nanoseconds::zero()
+          ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
+          : Clock::time_point::max();
+  for (unsigned w = 0; w < workers; ++w) slots[w].commit.store(0, std::memory_order_relaxed);
+  control->stop.store(detail::kRunning, std::memory_order_relaxed);
+  std::vector<detail::LostSpan> todo{
+      {map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count), 0}};
+  for (unsigned round = 0;; ++round) {
+    Unfinished u;
+    for (const detail::LostSpan& span : todo) {
+      detail::Job job = map_job;
+      job.first = span.first;
+      job.count = span.size();
+      run_job(job, deadline);
+      if (!deaths.empty()) {
+        std::vector<detail::SlotState> states;
+        for (unsigned w = 0; w < workers; ++w)
+          states.push_back(detail::read_slot(slots[w], ranges[w]));
+        std::vector<unsigned> dead;
+        for (const Death& d : deaths) dead.push_back(d.worker);
+        const auto candidates = detail::lost_candidates(
+            job, control->next.load(std::memory_order_relaxed), states, dead);
+        u.lost.insert(u.lost.end(), candidates.begin(), candidates.end());
+        u.deaths.insert(u.deaths.end(), deaths.begin(), deaths.end());
+        replace_dead_workers();
+      }
+      if (control->stop.load(std::memory_order_relaxed) != detail::kRunning) break;
+    }
+    if (const std::uint32_t stop = control->stop.load(std::memory_order_acquire)) throw_stop(stop);
+    if (each_item_once) {
+      const std::uint64_t done = committed();
+      auto exact =
+          done <= map_job.count ? detail::exact_loss(u.lost, map_job.count - done) : std::nullopt;
+      if (!exact) return {{}, std::move(u.deaths)};
+      u.lost = std::move(*exact);
+    }
+    if (u.lost.empty() || round >= options.retries) return u;
+    todo = std::move(u.lost);
+  }
+}
+
+void Pool::Impl::replace_dead_workers() {
+  for (const Death& d : deaths) {
+    try {
+      start_worker(d.worker);
+    } catch (const std::system_error& e) {
+      deaths.clear();
+      closed = true;
+      kill_and_reap();
+      throw BrokenPool("forkpool: could not replace a dead worker: worker " +
+                       std::to_string(d.worker) + " (" + e.what() +
+                       "); the pool has been terminated");
+    }
+  }
+  deaths.clear();
+}
+
+// Workers that died while the pool was idle (killed from outside): reap and replace them.
+void Pool::Impl::check_idle_workers() {
+  std::vector<pollfd> fds;
+  for (int fd : pidfds)
+    if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+  if (poll(fds.data(), fds.size(), 0) > 0) collect_deaths(fds, 0);
+  replace_dead_workers();
+}
+
+void Pool::Impl::throw_stop(std::uint32_t stop) const {
+  switch (stop) {
+    case detail::kTaskError: {
+      const detail::TaskErrorSlot& e = control->error;
+      throw TaskError(e.index, e.type, e.message);
+    }
+    case detail::kCancelled:
+      throw Cancelled("forkpool: the map was cancelled (Pool::cancel())");
+    default:
+      throw Timeout(
+          "forkpool: the map did not finish within Options::timeout (" +
+          std::to_string(
+              std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout).count()) +
+          " ms); the workers still running it were killed and replaced");
+  }
+}
+
+void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_job) const {
+  std::string what = "forkpool: ";
+  const auto death_of = [&u](unsigned w) {
+    const auto d = std::find_if(u.deaths.rbegin(), u.deaths.rend(),
+                                [w](const Death& x) { return x.worker == w; });
+    return "worker " + std::to_string(w) + " (pid " + std::to_string(d->pid) + ") " +
+           describe_exit(d->status);
+  };
+  if (u.lost.empty()) {
+    what += death_of(u.deaths.back().worker) +
+            " during a map_reduce, and the items lost could not be told apart from the ones "
+            "finished, so no result is returned";
+  } else {
+    const detail::LostSpan& first = u.lost.front();
+    what += death_of(first.worker) + " while running items " + items(first.first, first.last);
+    if (u.lost.size() > 1) what += " (and " + std::to_string(u.lost.size() - 1) + " more spans)";
+    what += "; they had been run " +
+            (options.retries == 0 ? "once" : std::to_string(options.retries + 1) + " times") +
+            " (Options::retries = " + std::to_string(options.retries) +
+            "); the dead workers were replaced";
+  }
+  throw BrokenPool(what + "; map over items " +
+                   items(map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count)));
 }
 
 void Pool::Impl::shut_down() {
@@ -186,12 +426,12 @@ void Pool::Impl::shut_down() {
 void Pool::Impl::kill_and_reap() {
   for (pid_t pid : pids)
     if (pid > 0) kill(pid, SIGKILL);
-  for (pid_t& pid : pids) {
-    if (pid > 0) reap(pid);
-    pid = -1;
+  for (unsigned w = 0; w < workers; ++w) {
+    if (pids[w] > 0) reap(pids[w]);
+    if (pidfds[w] >= 0) ::close(pidfds[w]);
+    pids[w] = -1;
+    pidfds[w] = -1;
   }
-  for (int fd : pidfds) ::close(fd);
-  pidfds.clear();
 }
 
 Pool::Pool() : Pool(Options{}) {}
@@ -204,6 +444,8 @@ Pool::Pool(Options options) {
     throw std::invalid_argument("forkpool::Pool: processes = " + std::to_string(n) +
                                 " exceeds the maximum of " + std::to_string(max_processes()) +
                                 " (64 x cpu_count(), and below RLIMIT_NPROC)");
+  if (options.timeout < std::chrono::nanoseconds::zero())
+    throw std::invalid_argument("forkpool::Pool: Options::timeout must be >= 0 (0 means none)");
   impl_ = std::make_unique<Impl>(options, n);
   // After impl_ is set: a worker's copy of this Pool must see an owner that is not itself, so
   // that a nested map is reported as such.
@@ -238,7 +480,11 @@ unsigned Pool::max_processes() {
 
 unsigned Pool::size() const { return impl_ ? impl_->workers : 0; }
 
-std::vector<pid_t> Pool::pids() const { return impl_ ? impl_->pids : std::vector<pid_t>{}; }
+std::vector<pid_t> Pool::pids() const {
+  if (!impl_) return {};
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->pids;
+}
 
 const Options& Pool::options() const {
   static const Options moved_from{};
@@ -258,12 +504,13 @@ void Pool::join() {
     throw std::logic_error(
         "forkpool::Pool::join: the pool is still running; call close() or "
         "terminate() first");
-  for (pid_t& pid : impl_->pids) {
-    if (pid > 0) reap(pid);
-    pid = -1;
+  Impl& p = *impl_;
+  for (unsigned w = 0; w < p.workers; ++w) {
+    if (p.pids[w] > 0) reap(p.pids[w]);
+    if (p.pidfds[w] >= 0) ::close(p.pidfds[w]);
+    p.pids[w] = -1;
+    p.pidfds[w] = -1;
   }
-  for (int fd : impl_->pidfds) ::close(fd);
-  impl_->pidfds.clear();
 }
 
 void Pool::terminate() {
@@ -271,6 +518,13 @@ void Pool::terminate() {
   const std::lock_guard lock(impl_->mutex);
   impl_->closed = true;
   impl_->kill_and_reap();
+}
+
+void Pool::cancel() noexcept {
+  if (!impl_) return;
+  std::uint32_t running = detail::kRunning;
+  impl_->control->stop.compare_exchange_strong(running, detail::kCancelled,
+                                               std::memory_order_relaxed);
 }
 
 void Pool::check_usable() const {
@@ -305,12 +559,13 @@ void Pool::check_array_size(std::size_t n, std::size_t element_size, const char*
 
 const std::shared_ptr<detail::Segment>& Pool::segment() const { return impl_->segment; }
 
-void Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
+std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   const std::uint64_t n = count(r);
-  if (n == 0) return;
+  if (n == 0) return std::vector<unsigned>(size(), 0);
   Impl& p = *impl_;
   const std::lock_guard lock(p.mutex);
   if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
+  p.check_idle_workers();
 
   void* closure = p.control->closure;
   void* allocated = nullptr;
@@ -324,12 +579,15 @@ void Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   } release{*p.segment, allocated, callable.size};
   std::memcpy(closure, callable.closure, callable.size);
 
-  p.publish(detail::make_job(callable, closure, r.first, n, s, p.workers));
-  p.wait_until_done();
-  if (p.control->cancelled.load(std::memory_order_acquire)) {
-    const detail::TaskErrorSlot& e = p.control->error;
-    throw TaskError(e.index, e.type, e.message);
-  }
+  const detail::Job job = detail::make_job(callable, closure, r.first, n, s, p.workers);
+  const Impl::Unfinished u = p.run_map(job, callable.each_item_once);
+  if (!u.lost.empty() || (!u.deaths.empty() && callable.each_item_once && p.committed() != n))
+    p.throw_unfinished(u, job);
+  std::vector<unsigned> current;
+  if (callable.each_item_once)
+    for (unsigned w = 0; w < p.workers; ++w)
+      current.push_back(detail::commit_slot(p.slots[w].commit.load(std::memory_order_acquire)));
+  return current;
 }
 
 }  // namespace forkpool

@@ -2,82 +2,141 @@
 // (include/forkpool/detail/claims.hpp, where the scheduling algorithms are described) and runs
 // them through the job's ChunkFn.
 //
-// A worker runs each chunk in up to 16 pieces of at least 1024 items (piece_size()) and checks the
-// cancel flag before each (relaxed: a late view only runs one more piece), so an exception in f
-// stops the map within a sixteenth of a large chunk per worker, whatever the schedule.
+// A worker runs each chunk in pieces of about a millisecond (next_piece() in chunking.hpp). After
+// each piece it commits it (WorkerSlot::commit, with the piece's map_reduce partial) and checks
+// the stop flag (relaxed: a late view only runs one more piece), so a map stops about a
+// millisecond after the items running when it was stopped, and a dead worker loses at most the
+// rest of its chunk. Every claim is announced in the worker's slot before its CAS (control.hpp),
+// which with the commits lets the parent find what a dead worker lost (recovery.hpp).
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
-// seeing the new generation (acquire). Claims are relaxed (see claims.hpp). What the workers write
-// (results, partials, the error slot) reaches the parent through the completion counter: each
-// worker's fetch_add is acq_rel, so the parent's acquire load that sees P has seen every worker's
-// writes.
+// seeing the new generation (acquire). Claims are relaxed (see claims.hpp); the announce before a
+// claim ends with a release fence, so a claim that took effect was announced before it. A piece's
+// results and partial are published by the commit store (release). Everything a worker wrote in
+// a job reaches the parent through its slot's `finished` word: a seq_cst store the parent reads
+// with acquire (or, for a dead worker, through its exit, which the parent learns from waitpid).
 #include "scheduler.hpp"
+
+#include "worker.hpp"
 
 #include <forkpool/detail/claims.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 namespace forkpool::detail {
 namespace {
 
-// The worker's view of one job, with index arithmetic in one place.
+using Clock = std::chrono::steady_clock;
+
+// A running worker checks this often that its parent is alive (an idle one: worker.cpp).
+constexpr auto kParentCheck = std::chrono::milliseconds(100);
+
+// The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
 class JobRunner {
  public:
-  JobRunner(Control& control, unsigned worker) : c_(control), job_(control.job), worker_(worker) {}
+  JobRunner(Control& control, WorkerSlot& slot, unsigned worker, pid_t parent)
+      : c_(control),
+        job_(control.job),
+        slot_(slot),
+        worker_(worker),
+        parent_(parent),
+        committed_(commit_count(slot.commit.load(std::memory_order_relaxed))),
+        current_(commit_slot(slot.commit.load(std::memory_order_relaxed))),
+        parent_checked_(Clock::now()) {}
 
-  bool cancelled() const { return c_.cancelled.load(std::memory_order_relaxed) != 0; }
+  bool stopped() const { return c_.stop.load(std::memory_order_relaxed) != kRunning; }
 
-  // Runs the chunk of item offsets [lo, hi) (0-based within the job), in pieces.
-  void run_items(std::uint64_t lo, std::uint64_t hi) const {
-    const std::uint64_t piece = piece_size(hi - lo);
-    for (; lo < hi && !cancelled(); lo += piece) {
-      const std::uint64_t end = std::min(hi, lo + piece);
-      job_.run(job_.closure, job_.first + static_cast<std::int64_t>(lo),
-               job_.first + static_cast<std::int64_t>(end), worker_);
+  // Records the chunk of item offsets b as this worker's claim, before the CAS that claims it.
+  void announce(Block b) {
+    slot_.claim_base.store(committed_, std::memory_order_relaxed);
+    slot_.claim_first.store(job_.first + static_cast<std::int64_t>(b.first),
+                            std::memory_order_relaxed);
+    slot_.claim_last.store(job_.first + static_cast<std::int64_t>(b.last),
+                           std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+  Block items_of(UnitSpan s) const {
+    return {std::uint64_t{s.first} * job_.unit,
+            std::min(job_.count, std::uint64_t{s.last} * job_.unit)};
+  }
+
+  // Runs the chunk of item offsets [lo, hi), piece by piece, committing each.
+  void run_items(std::uint64_t lo, std::uint64_t hi) {
+    Clock::time_point start = Clock::now();
+    while (lo < hi && !stopped()) {
+      const std::uint64_t n = std::min(piece_, hi - lo);
+      const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
+      job_.run(job_.closure, first, first + static_cast<std::int64_t>(n), worker_, current_);
+      current_ ^= 1;
+      committed_ += n;
+      slot_.commit.store(committed_ | (current_ ? kCommitSlotBit : 0), std::memory_order_release);
+      lo += n;
+      const Clock::time_point end = Clock::now();
+      piece_ = next_piece(
+          n, static_cast<std::uint64_t>(
+                 std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count()));
+      start = end;
+      check_parent(end);
     }
   }
-  void run_units(UnitSpan s) const {
-    run_items(std::uint64_t{s.first} * job_.unit,
-              std::min(job_.count, std::uint64_t{s.last} * job_.unit));
-  }
 
-  void static_blocks() const {
+  void static_blocks() {
     const Block b = static_block(job_.count, c_.workers, worker_);
     run_items(b.first, b.last);
   }
 
-  void dynamic() const {
-    while (!cancelled()) {
-      const Block b = claim_dynamic(c_.next, job_.count, job_.chunk);
+  void dynamic() {
+    const auto announce = [this](Block b) { this->announce(b); };
+    while (!stopped()) {
+      const Block b = claim_dynamic(c_.next, job_.count, job_.chunk, announce);
       if (b.empty()) return;
       run_items(b.first, b.last);
     }
   }
 
-  void guided() const {
-    while (!cancelled()) {
-      const Block b = claim_guided(c_.next, job_.count, c_.workers, job_.chunk);
+  void guided() {
+    const auto announce = [this](Block b) { this->announce(b); };
+    while (!stopped()) {
+      const Block b = claim_guided(c_.next, job_.count, c_.workers, job_.chunk, announce);
       if (b.empty()) return;
       run_items(b.first, b.last);
     }
   }
 
-  void work_stealing(ChunkRange* ranges) const {
-    Stealer stealer(ranges, c_.workers, worker_, job_.chunk);
-    while (!cancelled()) {
+  void work_stealing(ChunkRange* ranges) {
+    const auto announce = [this](UnitSpan s) { this->announce(items_of(s)); };
+    Stealer stealer(ranges, c_.workers, worker_, job_.chunk, announce);
+    while (!stopped()) {
       const UnitSpan s = stealer.next();
       if (s.empty()) return;
-      run_units(s);
+      const Block b = items_of(s);
+      run_items(b.first, b.last);
     }
   }
 
  private:
+  // PR_SET_PDEATHSIG does not cover a pool made on a thread other than the main one.
+  void check_parent(Clock::time_point now) {
+    if (now - parent_checked_ < kParentCheck) return;
+    parent_checked_ = now;
+    if (getppid() != parent_) exit_worker(0);
+  }
+
   Control& c_;
   const Job& job_;
+  WorkerSlot& slot_;
   unsigned worker_;
+  pid_t parent_;
+  std::uint64_t committed_;
+  unsigned current_;
+  std::uint64_t piece_ = 1;
+  Clock::time_point parent_checked_;
 };
 
 }  // namespace
@@ -94,9 +153,19 @@ Job make_job(const JobCallable& callable, const void* closure, std::int64_t firs
   return job;
 }
 
-void prepare_schedule(Control& control, ChunkRange* ranges) {
+void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
   control.next.store(0, std::memory_order_relaxed);
   const Job& job = control.job;
+  for (unsigned w = 0; w < control.workers; ++w) {
+    const Block b = job.kind == Schedule::Kind::static_blocks
+                        ? static_block(job.count, control.workers, w)
+                        : Block{0, 0};
+    WorkerSlot& s = slots[w];
+    s.claim_base.store(commit_count(s.commit.load(std::memory_order_relaxed)),
+                       std::memory_order_relaxed);
+    s.claim_first.store(job.first + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
+    s.claim_last.store(job.first + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
+  }
   if (job.kind != Schedule::Kind::work_stealing) return;
   const std::uint64_t units = ceil_div(job.count, job.unit);
   for (unsigned w = 0; w < control.workers; ++w) {
@@ -105,8 +174,9 @@ void prepare_schedule(Control& control, ChunkRange* ranges) {
   }
 }
 
-void run_schedule(Control& control, ChunkRange* ranges, unsigned worker) {
-  const JobRunner runner(control, worker);
+void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
+                  pid_t parent) {
+  JobRunner runner(control, slots[worker], worker, parent);
   switch (control.job.kind) {
     case Schedule::Kind::static_blocks:
       return runner.static_blocks();

@@ -3,6 +3,8 @@
 
 #include "control.hpp"
 
+#include <sys/types.h>
+
 namespace forkpool::detail {
 
 // The job for `count` items from `first` under `schedule`, with `closure` already in the segment.
@@ -10,10 +12,13 @@ namespace forkpool::detail {
 Job make_job(const JobCallable& callable, const void* closure, std::int64_t first,
              std::uint64_t count, Schedule schedule, unsigned workers);
 
-// Parent, before publishing control.job: resets the schedule's shared state.
-void prepare_schedule(Control& control, ChunkRange* ranges);
+// Parent, before publishing control.job: resets the schedule's shared state and the workers'
+// claims (static_blocks: each worker's block is its claim from the start).
+void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots);
 
 // Worker `worker`: runs its share of control.job and returns when there is nothing left for it.
-void run_schedule(Control& control, ChunkRange* ranges, unsigned worker);
+// Between pieces it checks that `parent` is still its parent, and exits if not.
+void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
+                  pid_t parent);
 
 }  // namespace forkpool::detail

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -34,20 +35,15 @@ void flush_output() {
   std::fflush(nullptr);
 }
 
-[[noreturn]] void exit_worker(int status) {
-  flush_output();
-  _exit(status);
-}
-
 void set_up_process(const WorkerStart& start) {
   g_segment = start.segment;
   g_control = start.control;
   g_index = static_cast<int>(start.index);
-  // A terminal's Ctrl-C or Ctrl-\ goes to the whole process group; it is the parent's to handle,
-  // and the workers follow it (PDEATHSIG, or the pool's shutdown) instead of each dying noisily.
-  signal(SIGINT, SIG_IGN);
-  signal(SIGQUIT, SIG_IGN);
-  for (int sig : {SIGTERM, SIGCHLD, SIGPIPE, SIGHUP}) signal(sig, SIG_DFL);
+  // A terminal's Ctrl-C, Ctrl-\ or hang-up goes to the whole process group; it is the parent's to
+  // handle, and the workers follow it (PDEATHSIG, or the pool's shutdown) instead of each dying
+  // noisily.
+  for (int sig : {SIGINT, SIGQUIT, SIGHUP}) signal(sig, SIG_IGN);
+  for (int sig : {SIGTERM, SIGCHLD, SIGPIPE}) signal(sig, SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -79,6 +75,11 @@ void refresh_pid() noexcept { g_pid.store(getpid(), std::memory_order_relaxed); 
 
 }  // namespace
 
+void exit_worker(int status) {
+  flush_output();
+  _exit(status);
+}
+
 // A process made by a raw clone() rather than fork() would keep its parent's value; forkpool's
 // own processes are all made by fork().
 pid_t this_process() noexcept {
@@ -100,13 +101,21 @@ void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept {
 void worker_main(const WorkerStart& start) {
   set_up_process(start);
   Control& c = *start.control;
+  WorkerSlot& slot = start.slots[start.index];
   std::uint32_t seen = start.generation;
   for (;;) {
     seen = wait_for_job(c, seen, start.parent);
     if (c.shutdown.load(std::memory_order_acquire)) exit_worker(0);
-    run_schedule(c, start.ranges, start.index);
+    run_schedule(c, start.ranges, start.slots, start.index, start.parent);
     flush_output();
-    if (c.done.fetch_add(1, std::memory_order_acq_rel) + 1 == c.workers) futex_wake(c.done, 1);
+    // Dekker-style handshake with the parent's wait (seq_cst on both sides): either the parent
+    // sees this job finished before it sleeps, or this worker sees it sleeping and wakes it.
+    slot.finished.store(seen, std::memory_order_seq_cst);
+    if (c.parent_waiting.load(std::memory_order_seq_cst) != 0) {
+      const std::uint64_t one = 1;
+      while (write(start.wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+      }
+    }
   }
 }
 

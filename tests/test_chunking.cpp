@@ -19,10 +19,10 @@ using forkpool::detail::Block;
 using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkRange;
 using forkpool::detail::guided_chunk;
-using forkpool::detail::kMinPiece;
-using forkpool::detail::kPiecesPerChunk;
+using forkpool::detail::kPieceGrowth;
+using forkpool::detail::kPieceNanoseconds;
+using forkpool::detail::next_piece;
 using forkpool::detail::own_take;
-using forkpool::detail::piece_size;
 using forkpool::detail::static_block;
 using forkpool::detail::Steal;
 using forkpool::detail::steal_amount;
@@ -211,13 +211,25 @@ TEST(Chunking, AutoGrainIsAtLeastOne) {
   EXPECT_EQ(auto_grain(0xFFFFFFFF, 1), 0xFFFFFFFFu / 256);
 }
 
-TEST(Chunking, PieceSizeSplitsOnlyLargeChunks) {
-  EXPECT_EQ(piece_size(1), kMinPiece);  // one piece: a small chunk is one call
-  EXPECT_EQ(piece_size(64), kMinPiece);
-  EXPECT_EQ(piece_size(kMinPiece * kPiecesPerChunk), kMinPiece);
-  EXPECT_EQ(piece_size(1000000), ceil_div(1000000, kPiecesPerChunk));
-  for (std::uint64_t chunk : {1, 100, 1024, 16385, 1000000, 100000000})
-    EXPECT_LE(ceil_div(chunk, piece_size(chunk)), kPiecesPerChunk) << chunk;
+TEST(Chunking, PiecesAimAtTheirDurationAndGrowGradually) {
+  // Fast items: grow by kPieceGrowth per piece, however fast.
+  EXPECT_EQ(next_piece(1, 0), kPieceGrowth);
+  EXPECT_EQ(next_piece(1000, 10), 1000 * kPieceGrowth);
+  // At the measured rate, aim at kPieceNanoseconds.
+  EXPECT_EQ(next_piece(100, kPieceNanoseconds / 2), 200u);
+  EXPECT_EQ(next_piece(100, kPieceNanoseconds), 100u);
+  EXPECT_EQ(next_piece(100, kPieceNanoseconds * 4), 25u);
+  // Slow items: one at a time, never zero.
+  EXPECT_EQ(next_piece(1, kPieceNanoseconds * 1000), 1u);
+  EXPECT_EQ(next_piece(3, kPieceNanoseconds * 10), 1u);
+  // No overflow at the top of the range.
+  EXPECT_EQ(next_piece(UINT64_MAX / 2, 1), UINT64_MAX);
+  for (std::uint64_t items : {1ull, 7ull, 1000ull, 1ull << 40})
+    for (std::uint64_t ns : {0ull, 1ull, 999ull, 1000000ull, 1ull << 50}) {
+      const std::uint64_t p = next_piece(items, ns);
+      EXPECT_GE(p, 1u);
+      EXPECT_LE(p, items * kPieceGrowth);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

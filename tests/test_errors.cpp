@@ -1,4 +1,4 @@
-// Bad input, a full segment, exceptions thrown by f, nested maps, and workers that die.
+// Bad input, a full segment, exceptions thrown by f, and nested maps.
 #include <forkpool/forkpool.hpp>
 
 #include "test_util.hpp"
@@ -48,26 +48,12 @@ const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1
                                   Schedule::guided(5),       Schedule::work_stealing(),
                                   Schedule::work_stealing(3)};
 
+using forkpool_test::catch_as;
 using forkpool_test::map_works;
 using forkpool_test::schedule_test_name;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
-}
-
-// Catches the exception `body` throws, as E; fails if it throws nothing or something else.
-template <class E, class Body>
-std::optional<E> catch_as(Body body) {
-  try {
-    body();
-  } catch (const E& e) {
-    return e;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw something else: " << e.what();
-    return std::nullopt;
-  }
-  ADD_FAILURE() << "threw nothing";
-  return std::nullopt;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,132 +480,6 @@ TEST(TaskErrors, PoolUsedFromAForkedChildThrowsLogicError) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   EXPECT_TRUE(map_works(pool));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Workers that die
-
-// After a BrokenPool: the pool is closed, every worker is reaped, and the destructor is fine.
-void expect_terminated(Pool& pool, const std::vector<pid_t>& pids, std::size_t children_before) {
-  EXPECT_THROW((void)map_works(pool), PoolClosed);
-  for (pid_t pid : pids) EXPECT_FALSE(forkpool_test::process_exists(pid)) << "pid " << pid;
-  EXPECT_EQ(forkpool_test::child_count(), children_before);
-}
-
-class DeadWorkerEverySchedule : public ::testing::TestWithParam<Schedule> {};
-
-TEST_P(DeadWorkerEverySchedule, SigkillDuringAMapIsBrokenPool) {
-  const Schedule s = GetParam();
-  const std::size_t children_before = forkpool_test::child_count();
-  Pool pool(3);
-  const auto pids = pool.pids();
-  auto victim = pool.shared_array<pid_t>(1);
-  const auto t0 = Clock::now();
-  const auto e = catch_as<BrokenPool>([&] {
-    (void)pool.map(
-        [v = victim.data()](std::int64_t i) {
-          if (i == 0) {
-            *v = getpid();
-            raise(SIGKILL);
-          }
-          forkpool_test::spin_for_us(1);
-          return i;
-        },
-        forkpool::range(200000), s);
-  });
-  EXPECT_LT(seconds_since(t0), 5.0);
-  ASSERT_TRUE(e);
-  ASSERT_NE(victim[0], 0);
-  EXPECT_CONTAINS(e->what(), "pid " + std::to_string(victim[0]));
-  EXPECT_CONTAINS(e->what(), "signal 9");
-  expect_terminated(pool, pids, children_before);
-}
-
-INSTANTIATE_TEST_SUITE_P(All, DeadWorkerEverySchedule, ::testing::ValuesIn(kAllSchedules),
-                         [](const ::testing::TestParamInfo<Schedule>& info) {
-                           return schedule_test_name(info.param);
-                         });
-
-TEST(DeadWorkers, KilledFromTheParentDuringALongMap) {
-  const std::size_t children_before = forkpool_test::child_count();
-  Pool pool(2);
-  const auto pids = pool.pids();
-  std::thread killer([victim = pids[1]] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    kill(victim, SIGKILL);
-  });
-  const auto t0 = Clock::now();
-  const auto e = catch_as<BrokenPool>([&] {
-    pool.for_each(forkpool::range(1000000), [](std::int64_t) { forkpool_test::spin_for_us(10); });
-  });
-  const double elapsed = seconds_since(t0);
-  killer.join();
-  EXPECT_LT(elapsed, 2.0);  // the full map would take 5 s
-  ASSERT_TRUE(e);
-  EXPECT_CONTAINS(e->what(), "pid " + std::to_string(pids[1]));
-  EXPECT_CONTAINS(e->what(), "signal 9");
-  expect_terminated(pool, pids, children_before);
-}
-
-TEST(DeadWorkers, KilledWhileIdle) {
-  const std::size_t children_before = forkpool_test::child_count();
-  Pool pool(3);
-  const auto pids = pool.pids();
-  ASSERT_TRUE(map_works(pool));
-  ASSERT_EQ(kill(pids[2], SIGKILL), 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  const auto t0 = Clock::now();
-  const auto e = catch_as<BrokenPool>([&] { (void)map_works(pool); });
-  EXPECT_LT(seconds_since(t0), 2.0);
-  ASSERT_TRUE(e);
-  EXPECT_CONTAINS(e->what(), "pid " + std::to_string(pids[2]));
-  expect_terminated(pool, pids, children_before);
-}
-
-TEST(DeadWorkers, ExitAbortAndSegfault) {
-  struct Case {
-    int how;  // 0: _exit(3), 1: abort(), 2: SIGSEGV
-    const char* expected;
-  };
-  for (const Case c :
-       {Case{0, "exited with status 3"}, Case{1, "signal 6"}, Case{2, "signal 11"}}) {
-    SCOPED_TRACE(c.expected);
-    const std::size_t children_before = forkpool_test::child_count();
-    Pool pool(2);
-    const auto pids = pool.pids();
-    const auto e = catch_as<BrokenPool>([&] {
-      pool.for_each(forkpool::range(1000), [how = c.how](std::int64_t i) {
-        if (i != 500) return;
-        if (how == 0) _exit(3);
-        if (how == 1) {
-          signal(SIGABRT, SIG_DFL);
-          std::abort();
-        }
-        signal(SIGSEGV, SIG_DFL);
-        raise(SIGSEGV);
-      });
-    });
-    ASSERT_TRUE(e);
-    EXPECT_CONTAINS(e->what(), c.expected);
-    expect_terminated(pool, pids, children_before);
-  }
-}
-
-TEST(DeadWorkers, MapReduceAndSpanMapAlsoReportBrokenPool) {
-  Pool pool(2);
-  const auto pids = pool.pids();
-  const std::vector<std::int64_t> items(1000, 1);
-  EXPECT_THROW((void)pool.map_reduce(
-                   [](std::int64_t x) {
-                     if (forkpool::current_process().index == 0) raise(SIGKILL);
-                     return x;
-                   },
-                   items, std::int64_t{0}, std::plus<>{}, Schedule::static_blocks()),
-               BrokenPool);
-  EXPECT_THROW((void)pool.map_reduce([](std::int64_t x) { return x; }, items, std::int64_t{0},
-                                     std::plus<>{}),
-               PoolClosed);
-  for (pid_t pid : pids) EXPECT_FALSE(forkpool_test::process_exists(pid));
 }
 
 }  // namespace

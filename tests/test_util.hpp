@@ -4,9 +4,12 @@
 
 #include <forkpool/forkpool.hpp>
 
+#include <gtest/gtest.h>
+
 #include <dirent.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +20,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -109,6 +113,27 @@ inline std::vector<pid_t> children_of(pid_t parent) {
 
 inline std::size_t child_count() { return children_of(getpid()).size(); }
 
+// Processes (and threads, as RLIMIT_NPROC counts them) whose owner is `uid`.
+inline std::size_t processes_of_user(uid_t uid) {
+  std::size_t n = 0;
+  DIR* d = opendir("/proc");
+  if (d == nullptr) return 0;
+  while (const dirent* e = readdir(d)) {
+    if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+    const std::string task = std::string("/proc/") + e->d_name + "/task";
+    DIR* t = opendir(task.c_str());
+    if (t == nullptr) continue;
+    struct stat st {};
+    const bool mine =
+        stat((std::string("/proc/") + e->d_name).c_str(), &st) == 0 && st.st_uid == uid;
+    while (const dirent* x = readdir(t))
+      if (mine && x->d_name[0] != '.') ++n;
+    closedir(t);
+  }
+  closedir(d);
+  return n;
+}
+
 // Entries of /proc/self/fd (including the one used to read it, which is the same every time).
 inline std::size_t open_fd_count() {
   std::size_t n = 0;
@@ -187,6 +212,21 @@ inline ChildResult run_in_child(const std::function<void(int out_fd)>& body,
     usleep(1000);
   }
   return {status, out};
+}
+
+// Catches the exception `body` throws, as E; fails if it throws nothing or something else.
+template <class E, class Body>
+std::optional<E> catch_as(Body body) {
+  try {
+    body();
+  } catch (const E& e) {
+    return e;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw something else: " << e.what();
+    return std::nullopt;
+  }
+  ADD_FAILURE() << "threw nothing";
+  return std::nullopt;
 }
 
 // How many times `needle` occurs in `hay`.

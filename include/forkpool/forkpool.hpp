@@ -28,6 +28,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
@@ -61,9 +62,16 @@ struct Range {
 Range range(std::int64_t first, std::int64_t last);  // throws std::invalid_argument if first > last
 Range range(std::int64_t last);                      // [0, last)
 
-// Run-time failures of a map. TaskError: the callable threw in a worker; what() names the item
-// index, the exception's type and its message. BrokenPool: a worker died; the pool is terminated.
-// SegmentFull: the shared segment cannot hold what a map needs; what() says how much it needed.
+// Run-time failures of a map; after any of them the pool is still usable.
+//  TaskError    f threw in a worker; what() names the item index, the exception's type and its
+//               message. The rest of the map is cancelled.
+//  BrokenPool   workers died and the items they were running could not be finished: they died
+//               running the same items more than Options::retries times, or a replacement worker
+//               could not be started (then the pool is terminated). what() names the pid, the
+//               signal or exit status, and the items.
+//  Timeout      the map ran past Options::timeout; workers still in it were killed and replaced.
+//  Cancelled    Pool::cancel() was called while the map ran.
+//  SegmentFull  the shared segment cannot hold what a map needs; what() says how much it needed.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -81,6 +89,12 @@ struct TaskError : Error {
 struct BrokenPool : Error {
   using Error::Error;
 };
+struct Timeout : Error {
+  using Error::Error;
+};
+struct Cancelled : Error {
+  using Error::Error;
+};
 struct SegmentFull : Error {
   using Error::Error;
 };
@@ -95,6 +109,15 @@ struct Options {
   // Bytes of address space reserved for the shared segment. Pages are committed only when
   // touched and given back when freed, so a large reservation costs nothing up front.
   std::size_t segment_bytes = std::size_t{8} << 30;
+  // How many times the items a worker was running when it died (a crash, a kill, the OOM killer)
+  // are run again on another worker before the map throws BrokenPool. Dead workers are always
+  // replaced. map results and map_reduce totals are exact either way: a re-run item overwrites
+  // its result, and a map_reduce counts each item once. f may run more than once for an item
+  // whose worker died, so for_each side effects may repeat.
+  unsigned retries = 1;
+  // A deadline for each map, for_each and map_reduce: past it the call throws Timeout, and the
+  // workers still running it are killed and replaced. Zero means none.
+  std::chrono::nanoseconds timeout{0};
 };
 
 // An array of trivially copyable T in a pool's shared segment: the workers see it at the same
@@ -216,8 +239,8 @@ class Pool {
   template <class F, class T, class Op>
   T map_reduce(F f, Range r, T init, Op op, Schedule s) {
     auto partials = shared_array<detail::Partial<T>>(size());
-    run(detail::RangeReduce<F, T, Op>{f, op, partials.data()}, r, s);
-    return detail::combine<T>(partials.span(), init, op);
+    const auto current = run(detail::RangeReduce<F, T, Op>{f, op, partials.data()}, r, s);
+    return detail::combine<T>(partials.span(), current, init, op);
   }
   template <class F, ContiguousInput In, class T, class Op>
   T map_reduce(F f, const In& in, T init, Op op) {
@@ -229,8 +252,9 @@ class Pool {
     const SharedArray<E> copy = input_in_segment<E>(std::span<const E>(in));
     const E* items = copy.empty() ? std::ranges::data(in) : copy.data();
     auto partials = shared_array<detail::Partial<T>>(size());
-    run(detail::SpanReduce<F, E, T, Op>{f, op, items, partials.data()}, input_range(in), s);
-    return detail::combine<T>(partials.span(), init, op);
+    const auto current =
+        run(detail::SpanReduce<F, E, T, Op>{f, op, items, partials.data()}, input_range(in), s);
+    return detail::combine<T>(partials.span(), current, init, op);
   }
 
   // f(i) for every i in r, for its side effects (on memory in the segment, files, ...).
@@ -260,6 +284,11 @@ class Pool {
   void close();      // no more maps; the workers exit once idle
   void join();       // wait for the workers to exit (after close() or terminate())
   void terminate();  // kill the workers now (SIGKILL) and reap them
+
+  // Stops the map running now, from another thread or a signal handler (it is
+  // async-signal-safe): each worker stops after its current items, about a millisecond later at
+  // most for items faster than that, and the map throws Cancelled. Does nothing when no map runs.
+  void cancel() noexcept;
 
  private:
   struct Impl;
@@ -295,15 +324,16 @@ class Pool {
     if (items.empty() || segment()->contains(items.data())) return SharedArray<T>();
     return copy_into_segment(items, "the input of map");
   }
+  // For a map_reduce: which of its two partials is each worker's (see detail::Partial).
   template <class Closure>
-  void run(const Closure& closure, Range r, Schedule s) {
+  std::vector<unsigned> run(const Closure& closure, Range r, Schedule s) {
     static_assert(std::is_trivially_copyable_v<Closure>);
-    run_job(detail::JobCallable{&detail::run_chunk<Closure>, &closure, sizeof(Closure),
-                                alignof(Closure)},
-            r, s);
+    return run_job(detail::JobCallable{&detail::run_chunk<Closure>, &closure, sizeof(Closure),
+                                       alignof(Closure), detail::counts_each_item_once<Closure>},
+                   r, s);
   }
 
-  void run_job(const detail::JobCallable& job, Range r, Schedule s);
+  std::vector<unsigned> run_job(const detail::JobCallable& job, Range r, Schedule s);
   void check_usable() const;
   void check_array_size(std::size_t n, std::size_t element_size, const char* what) const;
   const std::shared_ptr<detail::Segment>& segment() const;

@@ -34,6 +34,13 @@ struct UnitSpan {
 
 enum class Steal : std::uint8_t { empty, success, retry };
 
+// Called with the span an operation is about to take, just before its compare-and-swap: the pool
+// records it there, so that the units a worker took are known even if it dies right after.
+struct NoAnnounce {
+  template <class Span>
+  void operator()(Span) const noexcept {}
+};
+
 struct StealResult {
   Steal outcome;
   UnitSpan span;
@@ -47,19 +54,19 @@ class alignas(64) ChunkRange {
   // still match, i.e. before the job is published or while the range is empty.
   void reset(UnitSpan span) noexcept { word_.store(pack(span), std::memory_order_relaxed); }
 
-  std::uint32_t remaining() const noexcept {
-    return unpack(word_.load(std::memory_order_relaxed)).size();
-  }
+  std::uint32_t remaining() const noexcept { return units().size(); }
+  UnitSpan units() const noexcept { return unpack(word_.load(std::memory_order_relaxed)); }
 
   // Owner: takes size_for(remaining) units (1 <= size <= remaining) from the front.
-  template <class SizeFor>
-  [[nodiscard]] UnitSpan take_front(SizeFor size_for) noexcept {
+  template <class SizeFor, class Announce = NoAnnounce>
+  [[nodiscard]] UnitSpan take_front(SizeFor size_for, Announce announce = {}) noexcept {
     std::uint64_t seen = word_.load(std::memory_order_relaxed);
     for (;;) {
       const UnitSpan r = unpack(seen);
       if (r.empty()) return {0, 0};
       const auto n = static_cast<std::uint32_t>(size_for(std::uint64_t{r.size()}));
       const UnitSpan taken{r.first, r.first + n};
+      announce(taken);
       if (word_.compare_exchange_weak(seen, pack({taken.last, r.last}), std::memory_order_relaxed,
                                       std::memory_order_relaxed))
         return taken;
@@ -69,13 +76,14 @@ class alignas(64) ChunkRange {
   // Thief: one attempt to split amount_for(remaining) units (1 <= amount <= remaining) off the
   // back. `retry` means another worker changed the range first; the caller decides whether to
   // come back to this victim.
-  template <class AmountFor>
-  [[nodiscard]] StealResult steal_back(AmountFor amount_for) noexcept {
+  template <class AmountFor, class Announce = NoAnnounce>
+  [[nodiscard]] StealResult steal_back(AmountFor amount_for, Announce announce = {}) noexcept {
     std::uint64_t seen = word_.load(std::memory_order_relaxed);
     const UnitSpan r = unpack(seen);
     if (r.empty()) return {Steal::empty, {0, 0}};
     const auto n = static_cast<std::uint32_t>(amount_for(std::uint64_t{r.size()}));
     const UnitSpan stolen{r.last - n, r.last};
+    announce(stolen);
     if (word_.compare_exchange_strong(seen, pack({r.first, stolen.first}),
                                       std::memory_order_relaxed, std::memory_order_relaxed))
       return {Steal::success, stolen};

@@ -23,18 +23,18 @@ inline constexpr std::uint64_t kAutoGrainsPerWorker = FORKPOOL_AUTO_GRAINS_PER_W
 #define FORKPOOL_OWN_TAKE_DIVISOR 8
 #endif
 inline constexpr std::uint64_t kOwnTakeDivisor = FORKPOOL_OWN_TAKE_DIVISOR;
-// A worker runs each chunk it claims in up to this many pieces of at least kMinPiece items, and
-// checks for cancellation before each: a map whose f threw stops within 1/16 of a large chunk per
-// worker, whatever the schedule's chunk sizes, while small chunks (dynamic(64), say) still cost
-// one indirect call each, not one per few items.
-#ifndef FORKPOOL_PIECES_PER_CHUNK
-#define FORKPOOL_PIECES_PER_CHUNK 16
+// A worker runs each chunk it claims in pieces that take about kPieceNanoseconds each, and
+// between pieces it commits its progress and checks whether the map was stopped (an exception in
+// f, Pool::cancel(), a deadline). So a map stops about a millisecond after the items running
+// when it was stopped, whatever the schedule's chunk sizes, a dead worker loses at most a piece's
+// work, and fast items still cost one indirect call per million or so, not one per few items.
+#ifndef FORKPOOL_PIECE_NANOSECONDS
+#define FORKPOOL_PIECE_NANOSECONDS 1000000
 #endif
-#ifndef FORKPOOL_MIN_PIECE
-#define FORKPOOL_MIN_PIECE 1024
-#endif
-inline constexpr std::uint64_t kPiecesPerChunk = FORKPOOL_PIECES_PER_CHUNK;
-inline constexpr std::uint64_t kMinPiece = FORKPOOL_MIN_PIECE;
+inline constexpr std::uint64_t kPieceNanoseconds = FORKPOOL_PIECE_NANOSECONDS;
+// A piece grows at most this many times over the last one, from one item at the start of a job:
+// one slow item never has to wait behind a large first piece.
+inline constexpr std::uint64_t kPieceGrowth = 4;
 
 constexpr std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0); }
 
@@ -51,9 +51,14 @@ constexpr Block static_block(std::uint64_t count, std::uint64_t parts, std::uint
   return {first, first + q + (w < r ? 1 : 0)};
 }
 
-// The size of the pieces a chunk of `chunk` items runs in.
-constexpr std::uint64_t piece_size(std::uint64_t chunk) {
-  return std::max(kMinPiece, ceil_div(chunk, kPiecesPerChunk));
+// The next piece, in items, after a piece of `items` items took `nanoseconds`: aims at
+// kPieceNanoseconds at the rate just measured, growing at most kPieceGrowth times; at least 1.
+constexpr std::uint64_t next_piece(std::uint64_t items, std::uint64_t nanoseconds) {
+  const std::uint64_t most = items > UINT64_MAX / kPieceGrowth ? UINT64_MAX : items * kPieceGrowth;
+  if (nanoseconds * kPieceGrowth <= kPieceNanoseconds) return most;
+  const double aimed = static_cast<double>(items) * static_cast<double>(kPieceNanoseconds) /
+                       static_cast<double>(nanoseconds);
+  return aimed < 1 ? 1 : std::min(most, static_cast<std::uint64_t>(aimed));
 }
 
 // GSS: ceil(R / P), at least min_chunk, at most R.
@@ -73,9 +78,11 @@ constexpr std::uint64_t own_take(std::uint64_t remaining, std::uint64_t grain) {
 }
 
 // What a thief takes from the back of a victim's range of `remaining` units: the back half,
-// rounded down, or everything when halving would leave a piece under the grain.
+// rounded down, or everything when halving would leave a piece under the grain. (Not
+// `remaining < 2 * grain`: that wraps for a grain of 2^63 or more, and a steal of 0 units would
+// spin.)
 constexpr std::uint64_t steal_amount(std::uint64_t remaining, std::uint64_t grain) {
-  return remaining < 2 * grain ? remaining : remaining / 2;
+  return remaining / 2 < grain ? remaining : remaining / 2;
 }
 
 }  // namespace forkpool::detail

@@ -7,7 +7,8 @@
 // it; each chunk is claimed by exactly one worker, once.
 //
 //  static_blocks  Worker w runs block w of P near-equal contiguous blocks (static_block()).
-//  dynamic(c)     Self-scheduling: one shared counter, fetch_add(c) per chunk (claim_dynamic).
+//  dynamic(c)     Self-scheduling: one shared counter, a CAS taking c items per chunk
+//                 (claim_dynamic).
 //  guided(m)      GSS (Polychronopoulos & Kuck, IEEE Trans. Computers 1987): a CAS loop on the
 //                 shared counter takes max(m, ceil(R / P)) of the R items left (claim_guided).
 //  work_stealing  Each worker owns a ChunkRange, initialised to its static block (in units).
@@ -23,6 +24,9 @@
 //                 worker that stops early can only leave work to a worker that is still running.
 //                 The split is on demand: a range is cut only when a thief comes for it, so a
 //                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
+//
+// Every claim announces the span it is about to take just before its CAS (NoAnnounce in
+// chunk_range.hpp): the pool records it, which is how it finds the items a dead worker lost.
 //
 // Memory order: every claim is a relaxed read-modify-write. Claims hand out indices and nothing
 // else is published through them (see chunk_range.hpp); the job they index into is published by
@@ -40,31 +44,41 @@
 namespace forkpool::detail {
 
 // dynamic(chunk): the next `chunk` items of `count` from the shared counter `next`; empty when
-// none are left. Requires count < 2^62, so the counter cannot wrap even after P overshoots.
-inline Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count,
-                           std::uint64_t chunk) noexcept {
-  chunk = std::min(chunk, count);
-  const std::uint64_t lo = next.fetch_add(chunk, std::memory_order_relaxed);
-  if (lo >= count) return {count, count};
-  return {lo, std::min(count, lo + chunk)};
+// none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be announced
+// before it is taken (see NoAnnounce).
+template <class Announce = NoAnnounce>
+Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t chunk,
+                    Announce announce = {}) noexcept {
+  std::uint64_t lo = next.load(std::memory_order_relaxed);
+  while (lo < count) {
+    const Block b{lo, lo + std::min(chunk, count - lo)};
+    announce(b);
+    if (next.compare_exchange_weak(lo, b.last, std::memory_order_relaxed)) return b;
+  }
+  return {count, count};
 }
 
 // guided(min_chunk): ceil(R / P) of the R items left, at least min_chunk; empty when none are left.
-inline Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count,
-                          std::uint64_t workers, std::uint64_t min_chunk) noexcept {
+template <class Announce = NoAnnounce>
+Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t workers,
+                   std::uint64_t min_chunk, Announce announce = {}) noexcept {
   std::uint64_t lo = next.load(std::memory_order_relaxed);
   while (lo < count) {
-    const std::uint64_t n = guided_chunk(count - lo, workers, min_chunk);
-    if (next.compare_exchange_weak(lo, lo + n, std::memory_order_relaxed)) return {lo, lo + n};
+    const Block b{lo, lo + guided_chunk(count - lo, workers, min_chunk)};
+    announce(b);
+    if (next.compare_exchange_weak(lo, b.last, std::memory_order_relaxed)) return b;
   }
   return {count, count};
 }
 
 // One worker's side of work stealing over the P workers' ranges.
+template <class Announce = NoAnnounce>
 class Stealer {
  public:
-  Stealer(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain) noexcept
-      : ranges_(ranges),
+  Stealer(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain,
+          Announce announce = {}) noexcept
+      : announce_(announce),
+        ranges_(ranges),
         workers_(workers),
         self_(self),
         grain_(grain),
@@ -75,8 +89,8 @@ class Stealer {
   // every range is empty.
   [[nodiscard]] UnitSpan next() noexcept {
     for (;;) {
-      const UnitSpan mine =
-          ranges_[self_].take_front([g = grain_](std::uint64_t r) { return own_take(r, g); });
+      const UnitSpan mine = ranges_[self_].take_front(
+          [g = grain_](std::uint64_t r) { return own_take(r, g); }, announce_);
       if (!mine.empty() || !steal()) return mine;
     }
   }
@@ -95,7 +109,7 @@ class Stealer {
       for (unsigned k = 0; k <= workers_; ++k) {
         const unsigned v = k == 0 ? sticky_ : (start + k) % workers_;
         if (v == self_) continue;
-        const StealResult r = ranges_[v].steal_back(amount);
+        const StealResult r = ranges_[v].steal_back(amount, announce_);
         if (r.outcome == Steal::success) {
           ranges_[self_].reset(r.span);
           sticky_ = v;
@@ -107,6 +121,7 @@ class Stealer {
     }
   }
 
+  Announce announce_;
   ChunkRange* ranges_;
   unsigned workers_;
   unsigned self_;

@@ -16,8 +16,10 @@
 
 namespace forkpool::detail {
 
+// Runs items [first, last) in worker `worker`. A map_reduce folds them into the worker's partial
+// `partial` (0 or 1) and writes the result into the other one (see Partial).
 using ChunkFn = void (*)(const void* closure, std::int64_t first, std::int64_t last,
-                         unsigned worker) noexcept;
+                         unsigned worker, unsigned partial) noexcept;
 
 // A type-erased closure on the caller's stack, before it is copied into the segment.
 struct JobCallable {
@@ -25,6 +27,12 @@ struct JobCallable {
   const void* closure;
   std::size_t size;
   std::size_t align;
+  bool each_item_once;  // a reduction: an item run twice would count twice
+};
+
+template <class Closure>
+constexpr bool counts_each_item_once = requires {
+  Closure::each_item_once;
 };
 
 // Called in a worker, inside a catch block: records the exception being handled as the map's
@@ -36,9 +44,9 @@ void record_task_error(std::int64_t index) noexcept;
 void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept;
 
 template <class Closure>
-void run_chunk(const void* closure, std::int64_t first, std::int64_t last,
-               unsigned worker) noexcept {
-  static_cast<const Closure*>(closure)->run(first, last, worker);
+void run_chunk(const void* closure, std::int64_t first, std::int64_t last, unsigned worker,
+               unsigned partial) noexcept {
+  static_cast<const Closure*>(closure)->run(first, last, worker, partial);
 }
 
 template <class F>
@@ -84,24 +92,30 @@ using SpanResult = std::enable_if_t<callable_is_trivially_copyable<F>() &&
                                         result_is_storable<typename ResultOf<F, const T&>::type>(),
                                     typename ResultOf<F, const T&>::type>;
 
-// One worker's share of a map_reduce, alone on its cache line(s).
+// One worker's share of a map_reduce, alone on its cache line(s). Two copies: a piece folds the
+// current one with its items into the other, and the pool then makes that one current together
+// with the piece's item count, in one atomic store (WorkerSlot in lib/control.hpp). A worker that
+// dies mid-piece leaves the current copy intact, so every item counts exactly once.
 template <class T>
 struct alignas(64) Partial {
-  std::optional<T> value;
+  std::optional<T> value[2];
 };
 
 template <class T, class Op>
-void fold_into(Partial<T>& p, T&& chunk_total, Op& op) {
-  if (p.value)
-    p.value = op(std::move(*p.value), std::move(chunk_total));
+void fold_into(Partial<T>& p, unsigned current, T&& piece_total, Op& op) {
+  const std::optional<T>& from = p.value[current];
+  std::optional<T>& to = p.value[current ^ 1];
+  if (from)
+    to = op(*from, std::move(piece_total));
   else
-    p.value.emplace(std::move(chunk_total));
+    to.emplace(std::move(piece_total));
 }
 
+// init combined with each worker's current partial; current[w] is 0 or 1.
 template <class T, class Op>
-T combine(std::span<const Partial<T>> partials, T init, Op op) {
-  for (const Partial<T>& p : partials)
-    if (p.value) init = op(std::move(init), *p.value);
+T combine(std::span<const Partial<T>> partials, std::span<const unsigned> current, T init, Op op) {
+  for (std::size_t w = 0; w < partials.size(); ++w)
+    if (const std::optional<T>& v = partials[w].value[current[w]]) init = op(std::move(init), *v);
   return init;
 }
 
@@ -111,7 +125,7 @@ struct RangeMap {
   R* out;
   std::int64_t first;
 
-  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+  void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
     prefault_in_worker(out + (lo - first), sizeof(R) * static_cast<std::size_t>(hi - lo), true);
     for (std::int64_t i = lo; i < hi; ++i) {
@@ -131,7 +145,7 @@ struct SpanMap {
   const T* in;
   R* out;
 
-  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+  void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
     prefault_in_worker(in + lo, sizeof(T) * static_cast<std::size_t>(hi - lo), false);
     prefault_in_worker(out + lo, sizeof(R) * static_cast<std::size_t>(hi - lo), true);
@@ -153,7 +167,7 @@ struct RangeForEach {
                 "forkpool: for_each calls f(std::int64_t) for every index of the range");
   F f;
 
-  void run(std::int64_t lo, std::int64_t hi, unsigned) const noexcept {
+  void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
     for (std::int64_t i = lo; i < hi; ++i) {
       try {
@@ -179,13 +193,13 @@ constexpr bool reduction_is_valid() {
 
 // Folds items [lo, hi) of an indexable source: item(i) gives f's value for index i.
 template <class T, class Op, class Item>
-void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item,
-                  Partial<T>& partial) noexcept {
+void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item, Partial<T>& partial,
+                  unsigned current) noexcept {
   std::int64_t i = lo;
   try {
     T acc = static_cast<T>(item(i));
     for (++i; i < hi; ++i) acc = op(std::move(acc), static_cast<T>(item(i)));
-    fold_into(partial, std::move(acc), op);
+    fold_into(partial, current, std::move(acc), op);
   } catch (...) {
     record_task_error(i);
   }
@@ -194,32 +208,34 @@ void reduce_chunk(std::int64_t lo, std::int64_t hi, Op op, Item item,
 template <class F, class T, class Op>
 struct RangeReduce {
   static_assert(callable_is_trivially_copyable<F>() && reduction_is_valid<T, Op>());
+  static constexpr bool each_item_once = true;
   F f;
   Op op;
   Partial<T>* partials;
 
-  void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
+  void run(std::int64_t lo, std::int64_t hi, unsigned worker, unsigned current) const noexcept {
     F g = f;
     reduce_chunk<T>(
-        lo, hi, op, [&g](std::int64_t i) { return std::invoke(g, i); }, partials[worker]);
+        lo, hi, op, [&g](std::int64_t i) { return std::invoke(g, i); }, partials[worker], current);
   }
 };
 
 template <class F, class E, class T, class Op>
 struct SpanReduce {
   static_assert(callable_is_trivially_copyable<F>() && reduction_is_valid<T, Op>());
+  static constexpr bool each_item_once = true;
   F f;
   Op op;
   const E* in;
   Partial<T>* partials;
 
-  void run(std::int64_t lo, std::int64_t hi, unsigned worker) const noexcept {
+  void run(std::int64_t lo, std::int64_t hi, unsigned worker, unsigned current) const noexcept {
     F g = f;
     const E* items = in;
     prefault_in_worker(items + lo, sizeof(E) * static_cast<std::size_t>(hi - lo), false);
     reduce_chunk<T>(
         lo, hi, op, [&g, items](std::int64_t i) { return std::invoke(g, items[i]); },
-        partials[worker]);
+        partials[worker], current);
   }
 };
 

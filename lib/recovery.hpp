@@ -1,0 +1,65 @@
+// Finding the items a dead worker lost, so that they can be run again.
+//
+// A worker can die at any instruction. What it leaves behind in the segment, all of it readable
+// by the parent once the other workers have finished the job:
+//  - its slot's claim: the chunk it announced just before the CAS that claims it, and its commit
+//    count at that moment (WorkerSlot in control.hpp). If the CAS took effect, the items of the
+//    chunk that its commits do not cover are lost: [claim_first + committed - claim_base,
+//    claim_last). If the CAS failed (another worker took the chunk, or it died before the CAS),
+//    the same arithmetic names items that are not lost: a false candidate.
+//  - its ChunkRange (work stealing): units it owned and nobody took, because every other worker
+//    had stopped. They are lost for sure.
+//  - the shared counter (dynamic, guided): items nobody claimed, when every worker died.
+// No other item can be lost: an item leaves the shared state only through a claim, and a claim
+// is announced before it takes effect.
+//
+// For map and for_each, running a false candidate again writes the same results (or repeats the
+// side effects of f, which a retry implies anyway), so every candidate is run again. A map_reduce
+// must count each item exactly once. Each worker's commit count is exact (a piece counts in the
+// count and in the partial together, or not at all), so the parent knows how many items are
+// missing: the count of the map minus the sum of the commits. The lost items are the one set of
+// disjoint candidates whose sizes add up to that number; false candidates are rare (a worker has
+// to die between an announce and a failed CAS), and if two sets fit, the map fails rather than
+// guess. Whatever happens, a map_reduce returns only when the commits add up to the map's count.
+#pragma once
+
+#include "control.hpp"
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+namespace forkpool::detail {
+
+// Items [first, last) of a map, lost or possibly lost when worker `worker` died.
+struct LostSpan {
+  std::int64_t first;
+  std::int64_t last;
+  unsigned worker;
+  std::uint64_t size() const { return static_cast<std::uint64_t>(last - first); }
+};
+
+// What a worker slot holds after the job, read by the parent.
+struct SlotState {
+  std::int64_t claim_first;
+  std::int64_t claim_last;
+  std::uint64_t claim_base;
+  std::uint64_t committed;
+  UnitSpan range;  // the units left in its ChunkRange (work stealing)
+};
+
+SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range);
+
+// The candidates for the items the dead workers lost in `job`, in which `next` is the shared
+// counter's final value. Candidates lie inside the job and do not overlap the unclaimed rest.
+std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
+                                      std::span<const SlotState> slots,
+                                      std::span<const unsigned> dead);
+
+// The one set of pairwise disjoint candidates whose sizes add up to `missing`; nullopt when
+// none or several do.
+std::optional<std::vector<LostSpan>> exact_loss(std::span<const LostSpan> candidates,
+                                                std::uint64_t missing);
+
+}  // namespace forkpool::detail

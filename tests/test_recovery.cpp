@@ -1,0 +1,616 @@
+// Workers that die, hang or are interrupted: recovery, retries, deadlines, cancel(), signals,
+// failure to fork, and nothing left behind afterwards.
+#include <forkpool/forkpool.hpp>
+
+#include "test_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using forkpool::BrokenPool;
+using forkpool::Cancelled;
+using forkpool::Options;
+using forkpool::Pool;
+using forkpool::Schedule;
+using forkpool::Timeout;
+using forkpool_test::catch_as;
+using forkpool_test::map_works;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1),
+                                  Schedule::dynamic(7),      Schedule::guided(),
+                                  Schedule::guided(5),       Schedule::work_stealing(),
+                                  Schedule::work_stealing(3)};
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// How a fault kills the worker that runs it.
+enum class Fault { sigkill, sigsegv, abort, exit3 };
+
+[[noreturn]] void die(Fault how) {
+  switch (how) {
+    case Fault::sigkill:
+      raise(SIGKILL);
+      break;
+    case Fault::sigsegv:
+      signal(SIGSEGV, SIG_DFL);
+      raise(SIGSEGV);
+      break;
+    case Fault::abort:
+      signal(SIGABRT, SIG_DFL);
+      std::abort();
+    case Fault::exit3:
+      _exit(3);
+  }
+  _exit(99);
+}
+
+// A fault at item `at` that fires the first `times` times the item runs; counts the runs.
+struct Trap {
+  std::atomic<int> armed;
+  std::atomic<int> runs;
+};
+
+struct TrapHandle {
+  forkpool::SharedArray<Trap> trap;
+  TrapHandle(Pool& pool, int times) : trap(pool.shared_array<Trap>(1)) { trap[0].armed = times; }
+  Trap* get() { return trap.data(); }
+};
+
+void spring(Trap* t, Fault how) {
+  t->runs.fetch_add(1);
+  if (t->armed.fetch_sub(1) > 0) die(how);
+}
+
+// The pool still has size() live workers, none of them a zombie, and maps correctly.
+void expect_healthy(Pool& pool) {
+  EXPECT_TRUE(map_works(pool));
+  const auto pids = pool.pids();
+  EXPECT_EQ(pids.size(), pool.size());
+  for (pid_t pid : pids) {
+    EXPECT_TRUE(forkpool_test::process_exists(pid)) << pid;
+    EXPECT_NE(forkpool_test::process_state(pid), 'Z') << pid;
+  }
+  EXPECT_EQ(forkpool_test::child_count(), pool.size());
+}
+
+// A BrokenPool message names the span of items in flight, which contains the fatal item.
+void expect_names_items_in_flight(const std::string& what, long item) {
+  long first = 0, last = 0;
+  const auto at = what.find("items [");
+  ASSERT_NE(at, std::string::npos) << what;
+  ASSERT_EQ(std::sscanf(what.c_str() + at, "items [%ld, %ld)", &first, &last), 2) << what;
+  EXPECT_LE(first, item) << what;
+  EXPECT_GT(last, item) << what;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A worker dies once: the map still returns the right result, and the worker is replaced.
+
+class RecoveryEverySchedule : public ::testing::TestWithParam<Schedule> {};
+
+TEST_P(RecoveryEverySchedule, MapIsCorrectAfterAWorkerDies) {
+  const Schedule s = GetParam();
+  Pool pool(3);
+  const auto before = pool.pids();
+  for (Fault how : {Fault::sigkill, Fault::sigsegv, Fault::abort, Fault::exit3}) {
+    TrapHandle trap(pool, 1);
+    const auto out = pool.map(
+        [t = trap.get(), how](std::int64_t i) {
+          if (i == 777) spring(t, how);
+          return i * 3 + 1;
+        },
+        forkpool::range(-500, 20000), s);
+    ASSERT_EQ(out.size(), 20500u);
+    for (std::size_t k = 0; k < out.size(); ++k)
+      ASSERT_EQ(out[k], (static_cast<std::int64_t>(k) - 500) * 3 + 1) << k;
+    EXPECT_EQ(trap.trap[0].runs.load(), 2);  // the lost item ran again, once
+  }
+  const auto after = pool.pids();
+  std::set<pid_t> replaced(after.begin(), after.end());
+  for (pid_t pid : before) replaced.erase(pid);
+  EXPECT_GE(replaced.size(), 1u);
+  expect_healthy(pool);
+}
+
+TEST_P(RecoveryEverySchedule, MapReduceCountsEveryItemExactlyOnce) {
+  const Schedule s = GetParam();
+  Pool pool(3);
+  for (std::int64_t at : {0, 1, 4999, 9999}) {
+    TrapHandle trap(pool, 1);
+    const std::int64_t n = 10000;
+    const auto count = pool.map_reduce(
+        [t = trap.get(), at](std::int64_t i) {
+          if (i == at) spring(t, Fault::sigkill);
+          return std::int64_t{1};
+        },
+        forkpool::range(n), std::int64_t{0}, std::plus<>{}, s);
+    EXPECT_EQ(count, n) << "kill at " << at;
+    TrapHandle trap2(pool, 1);
+    const std::vector<std::int64_t> items = [] {
+      std::vector<std::int64_t> v(10000);
+      for (std::size_t k = 0; k < v.size(); ++k) v[k] = static_cast<std::int64_t>(k);
+      return v;
+    }();
+    const auto sum = pool.map_reduce(
+        [t = trap2.get(), at](std::int64_t x) {
+          if (x == at) spring(t, Fault::sigsegv);
+          return x;
+        },
+        items, std::int64_t{0}, std::plus<>{}, s);
+    EXPECT_EQ(sum, n * (n - 1) / 2) << "kill at " << at;
+  }
+  expect_healthy(pool);
+}
+
+TEST_P(RecoveryEverySchedule, AFaultOnEveryRunIsBrokenPoolAfterTheRetries) {
+  const Schedule s = GetParam();
+  for (unsigned retries : {0u, 1u, 3u}) {
+    SCOPED_TRACE(retries);
+    Pool pool(Options{.processes = 2, .retries = retries});
+    TrapHandle trap(pool, 1000);
+    const auto e = catch_as<BrokenPool>([&] {
+      (void)pool.map(
+          [t = trap.get()](std::int64_t i) {
+            if (i == 4321) spring(t, Fault::sigkill);
+            return i;
+          },
+          forkpool::range(10000), s);
+    });
+    ASSERT_TRUE(e);
+    EXPECT_EQ(trap.trap[0].runs.load(), static_cast<int>(retries) + 1);
+    EXPECT_CONTAINS(e->what(), "signal 9");
+    expect_names_items_in_flight(e->what(), 4321);
+    EXPECT_CONTAINS(e->what(), "Options::retries = " + std::to_string(retries));
+    expect_healthy(pool);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, RecoveryEverySchedule, ::testing::ValuesIn(kAllSchedules),
+                         [](const ::testing::TestParamInfo<Schedule>& info) {
+                           return forkpool_test::schedule_test_name(info.param);
+                         });
+
+TEST(Recovery, BrokenPoolNamesPidStatusAndItems) {
+  Pool pool(Options{.processes = 2, .retries = 0});
+  TrapHandle trap(pool, 1);
+  auto pid = pool.shared_array<pid_t>(1);
+  const auto e = catch_as<BrokenPool>([&] {
+    pool.for_each(forkpool::range(100), [t = trap.get(), p = pid.data()](std::int64_t i) {
+      if (i != 42) return;
+      *p = getpid();
+      spring(t, Fault::exit3);
+    });
+  });
+  ASSERT_TRUE(e);
+  EXPECT_CONTAINS(e->what(), "pid " + std::to_string(pid[0]));
+  EXPECT_CONTAINS(e->what(), "exited with status 3");
+  expect_names_items_in_flight(e->what(), 42);
+  EXPECT_CONTAINS(e->what(), "map over items [0, 100)");
+  expect_healthy(pool);
+}
+
+TEST(Recovery, KilledFromOutsideDuringALongMap) {
+  Pool pool(2);
+  const auto pids = pool.pids();
+  std::thread killer([victim = pids[1]] {
+    std::this_thread::sleep_for(100ms);
+    kill(victim, SIGKILL);
+  });
+  auto out = pool.map(
+      [](std::int64_t i) {
+        forkpool_test::spin_for_us(5);
+        return i;
+      },
+      forkpool::range(100000));
+  killer.join();
+  for (std::size_t k = 0; k < out.size(); ++k) ASSERT_EQ(out[k], static_cast<std::int64_t>(k));
+  EXPECT_NE(pool.pids()[1], pids[1]);
+  EXPECT_FALSE(forkpool_test::process_exists(pids[1]));  // reaped, not a zombie
+  expect_healthy(pool);
+}
+
+TEST(Recovery, EveryWorkerKilledAtOnce) {
+  Pool pool(3);
+  const auto pids = pool.pids();
+  std::thread killer([pids] {
+    std::this_thread::sleep_for(50ms);
+    for (pid_t pid : pids) kill(pid, SIGKILL);
+  });
+  const auto sum = pool.map_reduce(
+      [](std::int64_t i) {
+        forkpool_test::spin_for_us(5);
+        return i;
+      },
+      forkpool::range(60000), std::int64_t{0}, std::plus<>{});
+  killer.join();
+  EXPECT_EQ(sum, std::int64_t{60000} * 59999 / 2);
+  for (pid_t pid : pids) EXPECT_FALSE(forkpool_test::process_exists(pid));
+  expect_healthy(pool);
+}
+
+TEST(Recovery, KilledWhileIdleIsReplacedAtTheNextCall) {
+  Pool pool(3);
+  const auto pids = pool.pids();
+  ASSERT_TRUE(map_works(pool));
+  ASSERT_EQ(kill(pids[2], SIGKILL), 0);
+  ASSERT_TRUE(
+      forkpool_test::eventually([&] { return forkpool_test::process_state(pids[2]) == 'Z'; }));
+  expect_healthy(pool);  // maps correctly; the zombie was reaped
+  EXPECT_NE(pool.pids()[2], pids[2]);
+  EXPECT_EQ(pool.pids()[0], pids[0]);
+}
+
+TEST(Recovery, ReplacementsKnowTheirIndex) {
+  Pool pool(2);
+  TrapHandle trap(pool, 1);
+  (void)pool.map(
+      [t = trap.get()](std::int64_t i) {
+        if (i == 10) spring(t, Fault::sigkill);
+        return i;
+      },
+      forkpool::range(100), Schedule::static_blocks());
+  const auto who = pool.map([](std::int64_t) { return forkpool::current_process(); },
+                            forkpool::range(2), Schedule::static_blocks());
+  const auto pids = pool.pids();
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_EQ(who[static_cast<std::size_t>(w)].index, w);
+    EXPECT_EQ(who[static_cast<std::size_t>(w)].pid, pids[static_cast<std::size_t>(w)]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deadlines
+
+TEST(Deadline, AStuckWorkerIsKilledAndReplaced) {
+  Pool pool(Options{.processes = 2, .timeout = 200ms});
+  const auto pids = pool.pids();
+  const auto t0 = Clock::now();
+  const auto e = catch_as<Timeout>([&] {
+    pool.for_each(forkpool::range(1000), [](std::int64_t i) {
+      if (i == 3) {
+        volatile bool forever = true;
+        while (forever) {
+        }
+      }
+    });
+  });
+  const double elapsed = seconds_since(t0);
+  ASSERT_TRUE(e);
+  EXPECT_CONTAINS(e->what(), "Options::timeout (200 ms)");
+  EXPECT_GE(elapsed, 0.2);
+  EXPECT_LT(elapsed, 2.0);
+  const auto now = pool.pids();
+  EXPECT_TRUE(now[0] != pids[0] || now[1] != pids[1]);  // the stuck one was replaced
+  expect_healthy(pool);
+}
+
+TEST(Deadline, SlowItemsStopAtTheDeadlineWithoutKills) {
+  Pool pool(Options{.processes = 2, .timeout = 100ms});
+  const auto pids = pool.pids();
+  EXPECT_THROW(
+      pool.for_each(forkpool::range(1000000), [](std::int64_t) { forkpool_test::spin_for_us(50); }),
+      Timeout);
+  EXPECT_EQ(pool.pids(), pids);  // the workers stopped between pieces; nobody was killed
+  expect_healthy(pool);
+}
+
+TEST(Deadline, AMapWithinItsDeadlineIsUnaffected) {
+  Pool pool(Options{.processes = 2, .timeout = 10s});
+  for (int k = 0; k < 20; ++k) ASSERT_TRUE(map_works(pool));
+}
+
+TEST(Deadline, NegativeIsRejected) {
+  const auto e =
+      catch_as<std::invalid_argument>([] { Pool pool(Options{.processes = 1, .timeout = -1ms}); });
+  ASSERT_TRUE(e);
+  EXPECT_CONTAINS(e->what(), "Options::timeout");
+}
+
+// ---------------------------------------------------------------------------------------------
+// cancel() and signals
+
+TEST(Cancel, FromAnotherThreadIsPrompt) {
+  Pool pool(2);
+  std::atomic<Clock::rep> cancelled_at{0};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(100ms);
+    cancelled_at = Clock::now().time_since_epoch().count();
+    pool.cancel();
+  });
+  const auto e = catch_as<Cancelled>([&] {
+    pool.for_each(forkpool::range(10000000), [](std::int64_t) { forkpool_test::spin_for_us(100); });
+  });
+  const auto latency = Clock::now() - Clock::time_point(Clock::duration(cancelled_at.load()));
+  canceller.join();
+  ASSERT_TRUE(e);
+  std::printf("cancel() to Cancelled: %.2f ms (items of 100 us)\n",
+              std::chrono::duration<double, std::milli>(latency).count());
+  EXPECT_LT(latency, 500ms);  // ~1 ms expected; generous for a loaded CI machine
+  expect_healthy(pool);
+}
+
+TEST(Cancel, WithoutARunningMapDoesNothing) {
+  Pool pool(2);
+  pool.cancel();
+  EXPECT_TRUE(map_works(pool));
+}
+
+Pool* g_pool = nullptr;
+void cancel_pool(int) { g_pool->cancel(); }
+
+TEST(Signals, AHandledSigintMakesTheMapThrow) {
+  Pool pool(2);
+  g_pool = &pool;
+  struct sigaction sa {};
+  sa.sa_handler = cancel_pool;
+  struct sigaction old {};
+  ASSERT_EQ(sigaction(SIGINT, &sa, &old), 0);
+  std::thread ctrl_c([] {
+    std::this_thread::sleep_for(100ms);
+    kill(getpid(), SIGINT);
+  });
+  EXPECT_THROW(pool.for_each(forkpool::range(10000000),
+                             [](std::int64_t) { forkpool_test::spin_for_us(100); }),
+               Cancelled);
+  ctrl_c.join();
+  sigaction(SIGINT, &old, nullptr);
+  g_pool = nullptr;
+  expect_healthy(pool);
+}
+
+TEST(Signals, WorkersIgnoreTerminalSignalsToTheGroup) {
+  Pool pool(2);
+  const auto pids = pool.pids();
+  for (pid_t pid : pids)
+    for (int sig : {SIGINT, SIGQUIT, SIGHUP}) kill(pid, sig);
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(pool.pids(), pids);
+  for (pid_t pid : pids) EXPECT_NE(forkpool_test::process_state(pid), 'Z');
+  expect_healthy(pool);
+}
+
+// The pids of a pool made in a child process, written one per line, then the child blocks in a
+// long map; `on_thread` makes the pool on a second thread of the child.
+void pool_in_child_then_long_map(int out, bool on_thread) {
+  const auto body = [out] {
+    Pool pool(2);
+    std::string line;
+    for (pid_t pid : pool.pids()) line += std::to_string(pid) + "\n";
+    (void)!write(out, line.data(), line.size());
+    close(out);
+    pool.for_each(forkpool::range(100000000), [](std::int64_t) { forkpool_test::spin_for_us(10); });
+  };
+  if (!on_thread) return body();
+  std::thread t(body);
+  t.join();
+}
+
+std::vector<pid_t> parse_pids(const std::string& s) {
+  std::vector<pid_t> pids;
+  std::istringstream in(s);
+  for (pid_t pid; in >> pid;) pids.push_back(pid);
+  return pids;
+}
+
+// Starts a child that makes a pool and runs a long map, sends it `sig` once the pool is up, and
+// checks that the child dies of it and that every worker is gone within a second. The orphaned
+// workers are reparented to this process (a subreaper), which reaps them: proof that they ended,
+// and no zombie is left to an init that may not reap.
+void expect_workers_follow_parent(int sig, bool on_thread) {
+  ASSERT_EQ(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  struct NoLongerSubreaper {
+    ~NoLongerSubreaper() { prctl(PR_SET_CHILD_SUBREAPER, 0); }
+  } restore;
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(fds[0]);
+    pool_in_child_then_long_map(fds[1], on_thread);
+    _exit(0);
+  }
+  close(fds[1]);
+  // Not to end of file: the workers hold the pipe's write end too.
+  std::string text;
+  char c;
+  while (std::count(text.begin(), text.end(), '\n') < 2 && read(fds[0], &c, 1) == 1) text += c;
+  close(fds[0]);
+  const auto workers = parse_pids(text);
+  ASSERT_EQ(workers.size(), 2u) << text;
+  std::this_thread::sleep_for(50ms);  // the map is running
+  ASSERT_EQ(kill(child, sig), 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << status;
+  const auto t0 = Clock::now();
+  std::set<pid_t> running(workers.begin(), workers.end());
+  EXPECT_TRUE(forkpool_test::eventually(
+      [&] {
+        std::erase_if(running, [](pid_t p) { return waitpid(p, nullptr, WNOHANG) == p; });
+        return running.empty();
+      },
+      1000ms));
+  for (pid_t p : running) {
+    kill(p, SIGKILL);
+    waitpid(p, nullptr, 0);
+  }
+  std::printf("signal %d to the parent: workers gone after %.0f ms\n", sig,
+              seconds_since(t0) * 1000);
+}
+
+TEST(Signals, DefaultSigintEndsTheProgramAndItsWorkers) {
+  expect_workers_follow_parent(SIGINT, false);
+}
+
+TEST(Signals, KillMinus9OfTheParentEndsItsWorkersWithinASecond) {
+  expect_workers_follow_parent(SIGKILL, false);
+}
+
+TEST(Signals, KillMinus9OfTheParentOfAPoolMadeOnAThread) {
+  expect_workers_follow_parent(SIGKILL, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource limits: fork fails
+
+// Lets `spare` more processes of this user start (the ones running count against the limit).
+void set_process_limit(int spare) {
+  const auto limit =
+      static_cast<rlim_t>(static_cast<int>(forkpool_test::processes_of_user(getuid())) + spare);
+  const rlimit r{limit, limit};
+  setrlimit(RLIMIT_NPROC, &r);
+}
+
+// Runs `body` in a child process, as an unprivileged user: RLIMIT_NPROC does not bind root.
+template <class Body>
+void as_unprivileged_user(Body body) {
+  const auto result = forkpool_test::run_in_child([&](int out) {
+    if (geteuid() == 0) {
+      const passwd* nobody = getpwnam("nobody");
+      if (nobody == nullptr || setgid(nobody->pw_gid) != 0 || setuid(nobody->pw_uid) != 0) {
+        (void)!write(out, "skip", 4);
+        _exit(0);
+      }
+    }
+    const std::string what = body();
+    (void)!write(out, what.data(), what.size());
+  });
+  if (result.output == "skip") GTEST_SKIP() << "needs root or the user nobody";
+  EXPECT_EQ(result.status, 0);
+  EXPECT_EQ(result.output, "ok");
+}
+
+TEST(ResourceLimits, ForkFailingAtConstructionIsAClearErrorAndStopsTheOthers) {
+  as_unprivileged_user([]() -> std::string {
+    // Processes of the same user that hold the limit's other slots; the limit stays high enough
+    // for Pool::max_processes() to allow 4 workers, so that it is fork itself that fails.
+    std::vector<pid_t> others;
+    for (int k = 0; k < 3; ++k) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        pause();
+        _exit(0);
+      }
+      others.push_back(pid);
+    }
+    set_process_limit(2);
+    const auto stop_others = [&others] {
+      for (pid_t pid : others) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+      }
+    };
+    try {
+      Pool pool(Options{.processes = 4});
+      stop_others();
+      return "no error";
+    } catch (const std::system_error& e) {
+      stop_others();
+      const std::string what = e.what();
+      if (what.find("could not start worker 2 of 4 (fork: ") == std::string::npos)
+        return "unexpected message: " + what;
+      if (forkpool_test::child_count() != 0) return "workers left behind";
+      return "ok";
+    }
+  });
+}
+
+TEST(ResourceLimits, ForkFailingForAReplacementIsBrokenPoolAndTerminates) {
+  as_unprivileged_user([]() -> std::string {
+    set_process_limit(2);
+    Pool pool(2);
+    set_process_limit(-1);  // even once the dead worker is reaped, no replacement can start
+    auto flag = pool.shared_array<std::atomic<int>>(1);
+    flag[0] = 1;
+    std::string out = "no error";
+    try {
+      (void)pool.map(
+          [f = flag.data()](std::int64_t i) {
+            if (i == 5 && f->exchange(0)) raise(SIGKILL);
+            return i;
+          },
+          forkpool::range(100));
+    } catch (const BrokenPool& e) {
+      const std::string what = e.what();
+      out = what.find("could not replace a dead worker") != std::string::npos &&
+                    what.find("terminated") != std::string::npos
+                ? "ok"
+                : "unexpected message: " + what;
+    }
+    if (out == "ok" && forkpool_test::child_count() != 0) return "workers left behind";
+    try {
+      (void)map_works(pool);
+      return "pool still usable after terminate";
+    } catch (const forkpool::PoolClosed&) {
+    }
+    return out;
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nothing leaks
+
+TEST(Leaks, NoProcessFdOrMappingOutlivesFaults) {
+  const std::size_t fds = forkpool_test::open_fd_count();
+  const std::size_t maps = forkpool_test::mapping_count();
+  const std::size_t children = forkpool_test::child_count();
+  for (int round = 0; round < 3; ++round) {
+    Pool pool(Options{.processes = 2, .timeout = 300ms});
+    TrapHandle trap(pool, 1);
+    (void)pool.map(
+        [t = trap.get()](std::int64_t i) {
+          if (i == 50) spring(t, Fault::sigsegv);
+          return i;
+        },
+        forkpool::range(100));
+    TrapHandle always(pool, 100);
+    EXPECT_THROW((void)pool.map(
+                     [t = always.get()](std::int64_t i) {
+                       if (i == 50) spring(t, Fault::abort);
+                       return i;
+                     },
+                     forkpool::range(100)),
+                 BrokenPool);
+    EXPECT_THROW(pool.for_each(forkpool::range(10),
+                               [](std::int64_t) {
+                                 volatile bool forever = true;
+                                 while (forever) {
+                                 }
+                               }),
+                 Timeout);
+    kill(pool.pids()[0], SIGKILL);
+  }
+  EXPECT_EQ(forkpool_test::open_fd_count(), fds);
+  EXPECT_EQ(forkpool_test::mapping_count(), maps);
+  EXPECT_EQ(forkpool_test::child_count(), children);
+}
+
+}  // namespace
