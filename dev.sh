@@ -2,8 +2,9 @@
 # The project's two everyday commands. Installs the Debian packages it needs when missing.
 #   ./dev.sh run EXAMPLE [ARGS...]   build and run one of examples/ (pool, pool_pids, ...)
 #   ./dev.sh test                    build everything; run the test suite, the benchmarks' smoke
-#                                    runs, the thread stress tests under ThreadSanitizer, and the
-#                                    libFuzzer targets for 20 s each
+#                                    runs, the test suite again under ASan+UBSan, the thread
+#                                    stress tests under ThreadSanitizer, and the libFuzzer targets
+#                                    for 20 s each
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,6 +40,9 @@ case "${1:-}" in
     cmake --preset default
     cmake --build --preset default -j"$jobs"
     ctest --preset default -j1
+    cmake --preset asan
+    cmake --build --preset asan -j"$jobs"
+    ctest --preset asan -j1
     cmake --preset tsan
     cmake --build --preset tsan -j"$jobs" --target forkpool_stress_tests
     ctest --preset tsan
@@ -47,7 +51,7 @@ case "${1:-}" in
     ctest --preset fuzz
     ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -10,10 +10,11 @@
 //   maps, faults (maps with one), recovered (faulted maps with the exact result), errors (the
 //   documented BrokenPool or Timeout), wrong (must be 0), unexpected (any other outcome; must
 //   be 0); rss_kb, fds and procs (the parent's resident set, open descriptors and child
-//   processes, zombies included) at the start and at the end, and workers_rss_kb (the workers'
-//   resident sets, summed) at the start and the end.
-// A wrong result, an unexpected outcome, or more fds or processes at the end than at the start
-// fails the benchmark (SkipWithError) and the exit status.
+//   processes, zombies included) at the start and at the end (and rss_kb_half half-way), and
+//   workers_rss_kb (the workers' resident sets, summed) at the start and the end.
+// A wrong result, an unexpected outcome, more fds or processes at the end than at the start, or
+// a resident set that grows from half-way to the end (by more than max(1 MiB, 25%)) fails the
+// benchmark (SkipWithError) and the exit status.
 //
 // --soak_seed=S replays a run's sequence of maps and faults (the default is fixed).
 #include <forkpool/forkpool.hpp>
@@ -24,6 +25,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -227,7 +229,9 @@ void BM_soak(benchmark::State& state) {
 
   std::uint64_t maps = 0, faults = 0, recovered = 0, errors = 0, wrong = 0, unexpected = 0;
   std::uint64_t counter = g_seed;
+  Snapshot half = start;
   for (auto _ : state) {
+    if (maps == g_maps / 2) half = Snapshot::now(pool);
     const std::uint64_t r = splitmix(counter++);
     const std::int64_t n = 1 + static_cast<std::int64_t>(r % 1000);
     const std::int64_t first = static_cast<std::int64_t>((r >> 10) % 2001) - 1000;
@@ -289,6 +293,7 @@ void BM_soak(benchmark::State& state) {
   state.counters["wrong"] = count(static_cast<double>(wrong));
   state.counters["unexpected"] = count(static_cast<double>(unexpected));
   state.counters["rss_kb_start"] = count(static_cast<double>(start.rss_kb));
+  state.counters["rss_kb_half"] = count(static_cast<double>(half.rss_kb));
   state.counters["rss_kb_end"] = count(static_cast<double>(end.rss_kb));
   state.counters["workers_rss_kb_start"] = count(static_cast<double>(start.workers_rss_kb));
   state.counters["workers_rss_kb_end"] = count(static_cast<double>(end.workers_rss_kb));
@@ -298,17 +303,22 @@ void BM_soak(benchmark::State& state) {
   state.counters["procs_end"] = count(static_cast<double>(end.procs));
   std::fprintf(stderr,
                "bench_soak: %llu maps, %llu faults, %llu recovered, %llu errors, %llu wrong, "
-               "%llu unexpected; RSS %ld -> %ld kB (workers %ld -> %ld kB), fds %ld -> %ld, "
-               "processes %ld -> %ld\n",
+               "%llu unexpected; RSS %ld -> %ld (half-way) -> %ld kB (workers %ld -> %ld kB), "
+               "fds %ld -> %ld, processes %ld -> %ld\n",
                static_cast<unsigned long long>(maps), static_cast<unsigned long long>(faults),
                static_cast<unsigned long long>(recovered), static_cast<unsigned long long>(errors),
                static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(unexpected),
-               start.rss_kb, end.rss_kb, start.workers_rss_kb, end.workers_rss_kb, start.fds,
-               end.fds, start.procs, end.procs);
+               start.rss_kb, half.rss_kb, end.rss_kb, start.workers_rss_kb, end.workers_rss_kb,
+               start.fds, end.fds, start.procs, end.procs);
   if (end.fds > start.fds || end.procs > start.procs)
     fail(state, "resources grew over the soak: fds " + std::to_string(start.fds) + " -> " +
                     std::to_string(end.fds) + ", processes " + std::to_string(start.procs) +
                     " -> " + std::to_string(end.procs));
+  // The parent's resident set settles within the first maps (allocator caches, the segment's
+  // pages); from half-way to the end it must stay flat: 1 MiB or a quarter of it at most.
+  if (end.rss_kb - half.rss_kb > std::max(1024L, half.rss_kb / 4))
+    fail(state, "the parent's resident set grew from " + std::to_string(half.rss_kb) +
+                    " kB half-way to " + std::to_string(end.rss_kb) + " kB at the end");
   if (end.procs < start.procs)
     fail(state, "workers missing at the end: processes " + std::to_string(start.procs) + " -> " +
                     std::to_string(end.procs));

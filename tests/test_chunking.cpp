@@ -197,6 +197,9 @@ TEST(Chunking, StealAmountIsInOneToRemaining) {
   EXPECT_EQ(steal_amount(10, 1), 5u);
   EXPECT_EQ(steal_amount(3, 2), 3u);
   EXPECT_EQ(steal_amount(4, 2), 2u);
+  // A grain of 2^63 or more: 2 * grain would wrap (found by tests/fuzz_chunking.cpp).
+  EXPECT_EQ(steal_amount(1, std::uint64_t{1} << 63), 1u);
+  EXPECT_EQ(steal_amount(UINT64_MAX, UINT64_MAX), UINT64_MAX);
 }
 
 TEST(Chunking, AutoGrainIsAtLeastOne) {

@@ -2,6 +2,7 @@
 // failure to fork, and nothing left behind afterwards.
 #include <forkpool/forkpool.hpp>
 
+#include "recovery.hpp"
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -580,7 +582,7 @@ TEST(ResourceLimits, ForkFailingForAReplacementIsBrokenPoolAndTerminates) {
 
 TEST(Leaks, NoProcessFdOrMappingOutlivesFaults) {
   const std::size_t fds = forkpool_test::open_fd_count();
-  const std::size_t maps = forkpool_test::mapping_count();
+  const std::size_t maps = forkpool_test::shared_mapping_count();
   const std::size_t children = forkpool_test::child_count();
   for (int round = 0; round < 3; ++round) {
     Pool pool(Options{.processes = 2, .timeout = 300ms});
@@ -609,8 +611,84 @@ TEST(Leaks, NoProcessFdOrMappingOutlivesFaults) {
     kill(pool.pids()[0], SIGKILL);
   }
   EXPECT_EQ(forkpool_test::open_fd_count(), fds);
-  EXPECT_EQ(forkpool_test::mapping_count(), maps);
+  EXPECT_EQ(forkpool_test::shared_mapping_count(), maps);
   EXPECT_EQ(forkpool_test::child_count(), children);
+}
+
+}  // namespace
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Finding what a dead worker lost (lib/recovery.hpp), on made-up slot states
+
+using forkpool::detail::exact_loss;
+using forkpool::detail::Job;
+using forkpool::detail::lost_candidates;
+using forkpool::detail::LostSpan;
+using forkpool::detail::SlotState;
+
+Job job_of(Schedule::Kind kind, std::int64_t first, std::uint64_t count, std::uint64_t unit = 1) {
+  return Job{nullptr, nullptr, first, count, kind, 1, unit};
+}
+
+std::vector<std::pair<std::int64_t, std::int64_t>> spans(const std::vector<LostSpan>& v) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (const LostSpan& s : v) out.emplace_back(s.first, s.last);
+  return out;
+}
+
+using Spans = std::vector<std::pair<std::int64_t, std::int64_t>>;
+
+Spans spans(const std::optional<std::vector<LostSpan>>& v) {
+  return v ? spans(*v) : Spans{{-1, -1}};
+}
+
+TEST(LostItems, TheUncommittedRestOfTheClaim) {
+  const Job job = job_of(Schedule::Kind::dynamic, 1000, 100);
+  // Claimed [1040, 1050) with 5 items committed before; 8 now: 3 of the chunk are done.
+  const std::vector<SlotState> slots{{1040, 1050, 5, 8, {0, 0}}, {1060, 1070, 0, 30, {0, 0}}};
+  const std::vector<unsigned> dead{0};
+  EXPECT_EQ(spans(lost_candidates(job, 100, slots, dead)), (Spans{{1043, 1050}}));
+  // A claim whose items were all committed lost nothing.
+  const std::vector<SlotState> done{{1040, 1050, 5, 15, {0, 0}}};
+  EXPECT_TRUE(lost_candidates(job, 100, done, dead).empty());
+  // A torn announce (count below its base, or first > last) is ignored.
+  const std::vector<SlotState> torn{{1040, 1050, 9, 8, {0, 0}}, {1050, 1040, 0, 0, {0, 0}}};
+  EXPECT_TRUE(lost_candidates(job, 100, torn, std::vector<unsigned>{0, 1}).empty());
+}
+
+TEST(LostItems, UnclaimedItemsWhenEveryWorkerDied) {
+  const Job job = job_of(Schedule::Kind::guided, 0, 100);
+  const std::vector<SlotState> slots{{20, 40, 0, 10, {0, 0}}, {40, 60, 0, 0, {0, 0}}};
+  EXPECT_EQ(spans(lost_candidates(job, 60, slots, std::vector<unsigned>{0, 1})),
+            (Spans{{30, 40}, {40, 60}, {60, 100}}));
+  // A claim reaching past the counter (its CAS failed) is cut where the unclaimed rest begins.
+  const std::vector<SlotState> past{{50, 70, 0, 0, {0, 0}}};
+  EXPECT_EQ(spans(lost_candidates(job, 60, past, std::vector<unsigned>{0})),
+            (Spans{{50, 60}, {60, 100}}));
+}
+
+TEST(LostItems, UnitsLeftInADeadWorkersRange) {
+  // Work stealing in units of 4 items: units [5, 7) are items [20, 28), the last unit cut at 26.
+  const Job job = job_of(Schedule::Kind::work_stealing, 0, 26, 4);
+  const std::vector<SlotState> slots{{0, 0, 0, 0, {5, 7}}};
+  EXPECT_EQ(spans(lost_candidates(job, 0, slots, std::vector<unsigned>{0})), (Spans{{20, 26}}));
+}
+
+TEST(LostItems, ExactLossPicksTheOneSetThatAddsUp) {
+  const std::vector<LostSpan> c{{0, 10, 0}, {10, 13, 1}, {20, 25, 2}};
+  EXPECT_EQ(spans(exact_loss(c, 13)), (Spans{{0, 10}, {10, 13}}));
+  EXPECT_EQ(spans(exact_loss(c, 18)), (Spans{{0, 10}, {10, 13}, {20, 25}}));
+  EXPECT_TRUE(exact_loss(c, 0)->empty());
+  EXPECT_FALSE(exact_loss(c, 4));  // no set adds up: do not guess
+  // Two sets add up to 10: ambiguous, so no answer.
+  const std::vector<LostSpan> twins{{0, 10, 0}, {50, 60, 1}};
+  EXPECT_FALSE(exact_loss(twins, 10));
+  // Overlapping candidates are never both lost.
+  const std::vector<LostSpan> overlap{{0, 10, 0}, {5, 12, 1}, {30, 32, 2}};
+  EXPECT_EQ(spans(exact_loss(overlap, 12)), (Spans{{0, 10}, {30, 32}}));
+  EXPECT_FALSE(exact_loss(overlap, 17));  // only [0, 10) and [5, 12) add up to 17
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 // Memory order: every operation is relaxed. The word carries all of the state it protects (which
 // units are unclaimed); no other memory is published through it. The job the units index into is
 // published before the ranges are used (the generation counter, release/acquire), and results
-// reach the parent through the completion counter (acq_rel), not through this word. Each CAS on
+// reach the parent through each worker's commit and finished words, not through this word. Each CAS on
 // one word is totally ordered by that word's modification order, which is all that exclusive
 // ownership of a unit needs.
 #pragma once

@@ -31,7 +31,7 @@
 // Memory order: every claim is a relaxed read-modify-write. Claims hand out indices and nothing
 // else is published through them (see chunk_range.hpp); the job they index into is published by
 // the pool's generation counter (release/acquire) before any claim, and results travel back
-// through the completion counter (acq_rel), both in lib/.
+// through each worker's commit and finished words (release/acquire), both in lib/.
 #pragma once
 
 #include <forkpool/detail/chunk_range.hpp>
