@@ -8,10 +8,10 @@
 //
 // One benchmark iteration is one map. Counters:
 //   maps, faults (maps with one), recovered (faulted maps with the exact result), errors (the
-//   documented BrokenPool or Timeout), wrong (must be 0), unexpected (any other outcome; must
-//   be 0); rss_kb, fds and procs (the parent's resident set, open descriptors and child
-//   processes, zombies included) at the start and at the end (and rss_kb_half half-way), and
-//   workers_rss_kb (the workers' resident sets, summed) at the start and the end.
+//   documented BrokenPool or Timeout; timeouts counts the latter), wrong (must be 0), unexpected
+//   (any other outcome; must be 0); rss_kb, fds and procs (the parent's resident set, open
+//   descriptors and child processes, zombies included) at the start and at the end (and rss_kb_half
+//   half-way), and workers_rss_kb (the workers' resident sets, summed) at the start and the end.
 // A wrong result, an unexpected outcome, more fds or processes at the end than at the start, or
 // a resident set that grows from half-way to the end (by more than max(1 MiB, 25%)) fails the
 // benchmark (SkipWithError) and the exit status.
@@ -132,6 +132,9 @@ struct Plan {
       raise(SIGKILL);
       break;
     case Fault::sigsegv:
+#if defined(__SANITIZE_ADDRESS__)
+      signal(SIGSEGV, SIG_DFL);  // die of the signal, not of ASan's report
+#endif
       raise(SIGSEGV);
       break;
     case Fault::abort:
@@ -227,7 +230,8 @@ void BM_soak(benchmark::State& state) {
   for (int k = 0; k < 200; ++k) benchmark::DoNotOptimize(pool.map(F{plan}, forkpool::range(100)));
   const Snapshot start = Snapshot::now(pool);
 
-  std::uint64_t maps = 0, faults = 0, recovered = 0, errors = 0, wrong = 0, unexpected = 0;
+  std::uint64_t maps = 0, faults = 0, recovered = 0, errors = 0, timeouts = 0, wrong = 0,
+                unexpected = 0;
   std::uint64_t counter = g_seed;
   Snapshot half = start;
   for (auto _ : state) {
@@ -271,6 +275,7 @@ void BM_soak(benchmark::State& state) {
           fail(state, "map " + std::to_string(maps) + ": unexpected error: " + what);
         }
         ++errors;
+        timeouts += o == Outcome::timeout ? 1 : 0;
         break;
       case Outcome::wrong:
         ++wrong;
@@ -290,6 +295,7 @@ void BM_soak(benchmark::State& state) {
   state.counters["faults"] = count(static_cast<double>(faults));
   state.counters["recovered"] = count(static_cast<double>(recovered));
   state.counters["errors"] = count(static_cast<double>(errors));
+  state.counters["timeouts"] = count(static_cast<double>(timeouts));
   state.counters["wrong"] = count(static_cast<double>(wrong));
   state.counters["unexpected"] = count(static_cast<double>(unexpected));
   state.counters["rss_kb_start"] = count(static_cast<double>(start.rss_kb));
@@ -302,14 +308,16 @@ void BM_soak(benchmark::State& state) {
   state.counters["procs_start"] = count(static_cast<double>(start.procs));
   state.counters["procs_end"] = count(static_cast<double>(end.procs));
   std::fprintf(stderr,
-               "bench_soak: %llu maps, %llu faults, %llu recovered, %llu errors, %llu wrong, "
+               "bench_soak: %llu maps, %llu faults, %llu recovered, %llu errors (%llu Timeout), "
+               "%llu wrong, "
                "%llu unexpected; RSS %ld -> %ld (half-way) -> %ld kB (workers %ld -> %ld kB), "
                "fds %ld -> %ld, processes %ld -> %ld\n",
                static_cast<unsigned long long>(maps), static_cast<unsigned long long>(faults),
                static_cast<unsigned long long>(recovered), static_cast<unsigned long long>(errors),
-               static_cast<unsigned long long>(wrong), static_cast<unsigned long long>(unexpected),
-               start.rss_kb, half.rss_kb, end.rss_kb, start.workers_rss_kb, end.workers_rss_kb,
-               start.fds, end.fds, start.procs, end.procs);
+               static_cast<unsigned long long>(timeouts), static_cast<unsigned long long>(wrong),
+               static_cast<unsigned long long>(unexpected), start.rss_kb, half.rss_kb, end.rss_kb,
+               start.workers_rss_kb, end.workers_rss_kb, start.fds, end.fds, start.procs,
+               end.procs);
   if (end.fds > start.fds || end.procs > start.procs)
     fail(state, "resources grew over the soak: fds " + std::to_string(start.fds) + " -> " +
                     std::to_string(end.fds) + ", processes " + std::to_string(start.procs) +

@@ -14,7 +14,8 @@
 //      and every map kind (map, map over a span, map_reduce over both, for_each). Prints a summary
 //      table.
 //  FaultProperties.RandomKillPatternsGiveExactResults  100 random cases of 0-3 workers killed
-//      once each: every index's map result, the item count and the closed-form sum are exact.
+//      once each: every index's map result, the item count and the closed-form sum are exact,
+//      and every item finishes at least once (exactly once when no worker died).
 //
 // Reproducing a run: both tests print their base seed; FORKPOOL_FAULT_SEED=<seed> replays the
 // same sequence of maps and faults (decimal or 0x hex; when a parent's kill lands still depends
@@ -162,6 +163,8 @@ enum class Fault : int {
   external_kill,  // SIGKILL sent by a thread of the parent to a random worker at a random moment
   endless_loop,   // f never returns; the pool has a deadline (Options::timeout)
   cancel,         // Pool::cancel() called by a thread of the parent at a random moment
+  kill_before,    // SIGKILL from the parent to 1 to P idle workers just before the map starts
+                  // (they may still be dying when it is published)
   double_kill,    // SIGKILL inside f, and one from the parent at a random moment (which may land
                   // during the re-run of the first one's items, or while its replacement starts)
   count
@@ -189,6 +192,8 @@ const char* fault_name(Fault f) {
       return "cancel() from parent";
     case Fault::double_kill:
       return "SIGKILL in f+parent";
+    case Fault::kill_before:
+      return "SIGKILL before map";
     default:
       return "?";
   }
@@ -265,10 +270,12 @@ inline void strike(Plan& plan, std::int64_t i) {
   spin(plan.work.load(std::memory_order_relaxed));
 }
 
-// Each item's result: a hash, so that a result from the wrong index shows.
+// Each item's result: a hash, so that a result from the wrong index (or a stale one, left in a
+// reused block by an earlier map) shows; odd, so that an item never written in a zeroed array
+// shows too.
 constexpr std::uint64_t value(std::int64_t i) {
   std::uint64_t x = static_cast<std::uint64_t>(i) * 0x9e3779b97f4a7c15;
-  return x ^ (x >> 29);
+  return (x ^ (x >> 29)) | 1;
 }
 
 // The callables (trivially copyable: a pointer into the segment and values).
@@ -533,8 +540,10 @@ struct Subject {
     Plan& p = plan[0];
     p.item.store(item);
     p.fault.store(static_cast<int>(f));
-    p.remaining.store(f == Fault::none || f == Fault::external_kill || f == Fault::cancel ? 0
-                                                                                          : times);
+    p.remaining.store(f == Fault::none || f == Fault::external_kill || f == Fault::cancel ||
+                              f == Fault::kill_before
+                          ? 0
+                          : times);
     p.fired.store(0);
     p.work.store(work);
   }
@@ -586,13 +595,22 @@ struct Case {
            " at item " + std::to_string(item) + ", " + kind_name(kind) + " of [" +
            std::to_string(first) + ", " + std::to_string(first + n) + ") with " + schedule.name() +
            ", P=" + std::to_string(s.processes) + ", retries=" + std::to_string(s.retries) +
-           (s.deadline ? ", timeout" : "") +
-           (fault == Fault::external_kill
-                ? ", kill of worker " + std::to_string(victim) + " after " +
-                      std::to_string(kill_delay.count()) + " us"
-            : fault == Fault::cancel
-                ? ", cancel() after " + std::to_string(kill_delay.count()) + " us"
-                : "");
+           (s.deadline ? ", timeout" : "") + parent_action(s.processes);
+  }
+  // What a thread of the parent does, if anything.
+  std::string parent_action(unsigned p) const {
+    const std::string after = " after " + std::to_string(kill_delay.count()) + " us";
+    switch (fault) {
+      case Fault::external_kill:
+      case Fault::double_kill:
+        return ", kill of worker " + std::to_string(victim % p) + after;
+      case Fault::kill_before:
+        return ", workers killed: mask " + std::to_string(1 + victim % ((1u << p) - 1));
+      case Fault::cancel:
+        return ", cancel()" + after;
+      default:
+        return "";
+    }
   }
 };
 
@@ -663,6 +681,7 @@ std::string expected_status(Fault f) {
     case Fault::sigkill:
     case Fault::external_kill:
     case Fault::double_kill:
+    case Fault::kill_before:
       return "signal 9";
     case Fault::sigsegv:
     case Fault::bad_write:
@@ -682,6 +701,20 @@ Result run_case(Subject& s, const Case& c, Watchdog& watchdog) {
   if (c.fault == Fault::external_kill || c.fault == Fault::double_kill) {
     const std::vector<pid_t> pids = s.pool->pids();
     killer = std::make_unique<Killer>(pids[c.victim % pids.size()], c.kill_delay);
+  }
+  // kill_before: the victims are this process's unreaped children, so their pids cannot be
+  // recycled; the pidfds are for waiting until they are dead, after the map.
+  std::vector<pid_t> victims;
+  std::vector<int> victim_fds;
+  if (c.fault == Fault::kill_before) {
+    const std::vector<pid_t> pids = s.pool->pids();
+    const unsigned mask = 1 + c.victim % ((1u << pids.size()) - 1);  // a non-empty subset
+    for (std::size_t w = 0; w < pids.size(); ++w)
+      if (mask & (1u << w)) {
+        victims.push_back(pids[w]);
+        victim_fds.push_back(pidfd_open(pids[w]));
+      }
+    for (pid_t v : victims) kill(v, SIGKILL);
   }
   std::thread canceller;
   if (c.fault == Fault::cancel)
@@ -715,7 +748,18 @@ Result run_case(Subject& s, const Case& c, Watchdog& watchdog) {
     res.detail = "ran for " + std::to_string(res.seconds) + " s; then " + res.detail;
   }
   if (canceller.joinable()) canceller.join();
-  if (c.fault == Fault::cancel) {
+  if (c.fault == Fault::kill_before) {
+    const std::vector<pid_t> after = s.pool->pids();
+    for (pid_t v : victims)
+      res.fired = res.fired || std::find(after.begin(), after.end(), v) == after.end();
+    for (int fd : victim_fds) {
+      if (fd < 0) continue;
+      pollfd p{fd, POLLIN, 0};
+      while (poll(&p, 1, 5000) < 0 && errno == EINTR) {
+      }
+      ::close(fd);
+    }
+  } else if (c.fault == Fault::cancel) {
     res.fired = res.outcome == Outcome::cancelled;
   } else if (c.fault == Fault::external_kill || c.fault == Fault::double_kill) {
     const pid_t victim = killer->victim();
@@ -741,21 +785,22 @@ std::string judge(const Subject& s, const Case& c, const Result& r) {
     default:
       break;
   }
-  const bool in_f = c.fault != Fault::none && c.fault != Fault::external_kill &&
-                    c.fault != Fault::endless_loop && c.fault != Fault::cancel;
+  const bool in_f = c.fault == Fault::sigkill || c.fault == Fault::sigsegv ||
+                    c.fault == Fault::abort || c.fault == Fault::exit3 ||
+                    c.fault == Fault::bad_write || c.fault == Fault::double_kill;
   if (c.fault == Fault::endless_loop)
     return r.outcome == Outcome::timeout ? "" : "expected Timeout, got " + r.detail;
   if (r.outcome == Outcome::timeout || r.outcome == Outcome::cancelled)
     return c.fault == Fault::cancel && r.outcome == Outcome::cancelled ? ""
                                                                        : "unexpected " + r.detail;
   // A fault in f fires on the first `times` runs of its item: past retries + 1 runs, BrokenPool.
-  // An external kill during the map: BrokenPool only with retries = 0 (it may also hit a worker
-  // that had nothing left to do, and lose nothing).
+  // A parent's kill during the map or just before it: BrokenPool only with retries = 0 (it may
+  // also hit a worker that had nothing left to do, and lose nothing).
   // double_kill: the parent's kill may hit the last re-run of the item that kills its worker
   // `times` times, which then needs one more retry.
   const bool may_break =
       (in_f && static_cast<unsigned>(c.times) > s.retries) ||
-      (c.fault == Fault::external_kill && s.retries == 0) ||
+      ((c.fault == Fault::external_kill || c.fault == Fault::kill_before) && s.retries == 0) ||
       (c.fault == Fault::double_kill && static_cast<unsigned>(c.times) >= s.retries);
   const bool must_break = in_f && static_cast<unsigned>(c.times) > s.retries;
   if (r.outcome == Outcome::correct)
@@ -779,12 +824,13 @@ Case random_case(long id, std::uint64_t base, const std::vector<Subject>& subjec
   // Weights out of 100.
   const unsigned roll = static_cast<unsigned>(rng.below(100));
   c.fault = roll < 4    ? Fault::none
-            : roll < 21 ? Fault::sigkill
-            : roll < 32 ? Fault::sigsegv
-            : roll < 43 ? Fault::abort
-            : roll < 54 ? Fault::exit3
-            : roll < 60 ? Fault::bad_write
-            : roll < 77 ? Fault::external_kill
+            : roll < 20 ? Fault::sigkill
+            : roll < 30 ? Fault::sigsegv
+            : roll < 40 ? Fault::abort
+            : roll < 50 ? Fault::exit3
+            : roll < 56 ? Fault::bad_write
+            : roll < 70 ? Fault::external_kill
+            : roll < 77 ? Fault::kill_before
             : roll < 85 ? Fault::double_kill
             : roll < 91 ? Fault::cancel
                         : Fault::endless_loop;
@@ -819,7 +865,7 @@ Case random_case(long id, std::uint64_t base, const std::vector<Subject>& subjec
   c.work = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(total_work / static_cast<std::uint64_t>(c.n), 1u << 30));
   c.kill_delay = std::chrono::microseconds(rng.below(1000) * target_us / 1000);
-  c.victim = static_cast<unsigned>(rng.below(4));
+  c.victim = static_cast<unsigned>(rng.below(1u << 16));
   return c;
 }
 
@@ -968,7 +1014,8 @@ TEST(FaultInjection, ThousandMapsWithRandomFaults) {
 
 // ---------------------------------------------------------------------------------------------
 // Property tests: up to three workers killed, once each, at random items. With retries = 3 every
-// map must give the exact result: each index's value, each item counted once, the closed form.
+// map must give the exact result: each index's value, each item counted once, the closed form;
+// every item finishes at least once, and exactly once when no worker died.
 
 struct Kills {
   static constexpr int kMax = 3;
@@ -1013,6 +1060,23 @@ struct OneF {
   std::int64_t operator()(std::int64_t i) const {
     maybe_die(*kills, i);
     return 1;
+  }
+};
+struct ValueF {
+  Kills* kills;
+  std::uint64_t operator()(std::int64_t i) const {
+    maybe_die(*kills, i);
+    return value(i);
+  }
+};
+// Counts the runs of each item that finished.
+struct CountRunsF {
+  Kills* kills;
+  std::atomic<std::uint32_t>* runs;
+  std::int64_t first;
+  void operator()(std::int64_t i) const {
+    maybe_die(*kills, i);
+    runs[i - first].fetch_add(1, std::memory_order_relaxed);
   }
 };
 
@@ -1089,15 +1153,31 @@ TEST(FaultProperties, RandomKillPatternsGiveExactResults) {
         EXPECT_EQ(k.fired.load(), count) << where;
       };
       run("map", [&] {
-        const auto out = pool.map(IndexF{&k}, forkpool::range(first, last), s);
+        const auto out = pool.map(ValueF{&k}, forkpool::range(first, last), s);
         ASSERT_EQ(out.size(), static_cast<std::size_t>(n)) << where;
         std::int64_t bad = 0;
         for (std::int64_t j = 0; j < n; ++j) {
-          if (out[static_cast<std::size_t>(j)] != first + j && bad++ < 5)
+          if (out[static_cast<std::size_t>(j)] != value(first + j) && bad++ < 5)
             ADD_FAILURE() << where << ": result " << j << " is " << out[static_cast<std::size_t>(j)]
-                          << ", expected " << first + j;
+                          << ", expected " << value(first + j);
         }
         EXPECT_EQ(bad, 0) << where;
+      });
+      // Every item finishes at least once; exactly once when no worker died. (An item that a
+      // dead worker had finished, in a chunk it had not finished, runs again.)
+      run("runs", [&] {
+        auto runs = pool.shared_array<std::atomic<std::uint32_t>>(static_cast<std::size_t>(n));
+        pool.for_each(forkpool::range(first, last), CountRunsF{&k, runs.data(), first}, s);
+        std::int64_t never = 0, again = 0;
+        for (std::int64_t j = 0; j < n; ++j) {
+          const std::uint32_t r = runs[static_cast<std::size_t>(j)].load();
+          never += r == 0 ? 1 : 0;
+          again += r > 1 ? 1 : 0;
+        }
+        EXPECT_EQ(never, 0) << where << ": items never finished";
+        if (k.fired.load() == 0) {
+          EXPECT_EQ(again, 0) << where << ": items run twice, though no worker died";
+        }
       });
       run("count", [&] {
         EXPECT_EQ(pool.map_reduce(OneF{&k}, forkpool::range(first, last), std::int64_t{0},

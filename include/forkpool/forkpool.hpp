@@ -62,7 +62,7 @@ struct Range {
 Range range(std::int64_t first, std::int64_t last);  // throws std::invalid_argument if first > last
 Range range(std::int64_t last);                      // [0, last)
 
-// Run-time failures of a map; after any of them the pool is still usable.
+// Run-time failures of a map; after each of them the pool is still usable unless said otherwise.
 //  TaskError    f threw in a worker; what() names the item index, the exception's type and its
 //               message. The rest of the map is cancelled.
 //  BrokenPool   workers died and the items they were running could not be finished: they died
