@@ -46,7 +46,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -319,17 +318,6 @@ std::vector<pid_t> zombie_children() {
   return z;
 }
 
-// Shared mappings (a pool's segment is one): lines of /proc/self/maps whose permissions end in 's'.
-std::size_t shared_mapping_count() {
-  std::ifstream in("/proc/self/maps");
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) {
-    const auto space = line.find(' ');
-    if (space != std::string::npos && space + 4 < line.size() && line[space + 4] == 's') ++n;
-  }
-  return n;
-}
-
 std::set<std::string> shm_entries() {
   std::set<std::string> names;
   if (DIR* d = opendir("/dev/shm")) {
@@ -349,8 +337,12 @@ struct Resources {
   std::set<std::string> shm;
 
   static Resources now() {
-    return {forkpool_test::open_fd_count(), forkpool_test::child_count(), zombie_children().size(),
-            forkpool_test::mapping_count(), shared_mapping_count(),       shm_entries()};
+    return {forkpool_test::open_fd_count(),
+            forkpool_test::child_count(),
+            zombie_children().size(),
+            forkpool_test::mapping_count(),
+            forkpool_test::shared_mapping_count(),
+            shm_entries()};
   }
 };
 

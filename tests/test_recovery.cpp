@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +22,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <optional>
 #include <set>
@@ -575,6 +578,104 @@ TEST(ResourceLimits, ForkFailingForAReplacementIsBrokenPoolAndTerminates) {
     }
     return out;
   });
+}
+
+// A memory cgroup with a small limit, made under this process's own (cgroup v1 or v2); workers
+// that move themselves into it and allocate are killed by the kernel's out-of-memory killer.
+// Empty (operator bool false) where cgroups cannot be made here.
+class OomCgroup {
+ public:
+  explicit OomCgroup(std::size_t limit_bytes) {
+    std::ifstream self("/proc/self/cgroup");
+    for (std::string line; std::getline(self, line);) {
+      if (line.rfind("0::", 0) == 0 && v1_.empty()) v2_ = "/sys/fs/cgroup" + line.substr(3);
+      const auto at = line.find(":memory:");
+      if (at != std::string::npos) v1_ = "/sys/fs/cgroup/memory" + line.substr(at + 8);
+    }
+    const bool v1 = !v1_.empty();
+    dir_ = (v1 ? v1_ : v2_) + "/forkpool_oom_test_" + std::to_string(getpid());
+    if ((v1_.empty() && v2_.empty()) || mkdir(dir_.c_str(), 0755) != 0) {
+      dir_.clear();
+      return;
+    }
+    if (!write_file(dir_ + (v1 ? "/memory.limit_in_bytes" : "/memory.max"),
+                    std::to_string(limit_bytes))) {
+      rmdir(dir_.c_str());
+      dir_.clear();
+      return;
+    }
+    procs_ = dir_ + "/cgroup.procs";
+    events_ = dir_ + (v1 ? "/memory.oom_control" : "/memory.events");
+  }
+  ~OomCgroup() {
+    if (!dir_.empty()) rmdir(dir_.c_str());
+  }
+  explicit operator bool() const { return !dir_.empty(); }
+  const char* procs() const { return procs_.c_str(); }
+
+  // How many processes the OOM killer has killed in it.
+  long oom_kills() const {
+    std::ifstream in(events_);
+    for (std::string key; in >> key;) {
+      long n = 0;
+      in >> n;
+      if (key == "oom_kill") return n;
+    }
+    return -1;
+  }
+
+ private:
+  static bool write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path);
+    out << text;
+    out.flush();
+    return static_cast<bool>(out);
+  }
+
+  std::string v1_, v2_, dir_, procs_, events_;
+};
+
+// In a worker: joins the cgroup whose cgroup.procs is `procs`, then allocates until killed.
+void exhaust_memory_in(const char* procs) {
+  if (FILE* f = std::fopen(procs, "w")) {
+    std::fprintf(f, "%d\n", getpid());
+    std::fclose(f);
+  }
+  for (int mib = 0; mib < 4096; ++mib) {
+    auto* block = static_cast<char*>(std::malloc(1 << 20));
+    if (block == nullptr) break;
+    std::memset(block, 1, 1 << 20);
+  }
+  _exit(42);  // not killed: the test sees exit status 42, not signal 9
+}
+
+TEST(ResourceLimits, AWorkerKilledByTheOomKillerIsRetriedThenReported) {
+  const OomCgroup cgroup(32 << 20);
+  if (!cgroup) GTEST_SKIP() << "no memory cgroup can be made here";
+  Pool pool(Options{.processes = 2, .retries = 1});
+  TrapHandle once(pool, 1);
+  const auto out = pool.map(
+      [t = once.get(), procs = cgroup.procs()](std::int64_t i) {
+        if (i == 7 && t->armed.fetch_sub(1) > 0) exhaust_memory_in(procs);
+        return i;
+      },
+      forkpool::range(100));
+  for (std::size_t k = 0; k < out.size(); ++k) ASSERT_EQ(out[k], static_cast<std::int64_t>(k));
+  EXPECT_EQ(cgroup.oom_kills(), 1);
+
+  const auto e = catch_as<BrokenPool>([&] {
+    (void)pool.map(
+        [procs = cgroup.procs()](std::int64_t i) {
+          if (i == 7) exhaust_memory_in(procs);
+          return i;
+        },
+        forkpool::range(100));
+  });
+  ASSERT_TRUE(e);
+  EXPECT_CONTAINS(e->what(), "signal 9");
+  EXPECT_CONTAINS(e->what(), "out-of-memory killer");
+  EXPECT_EQ(cgroup.oom_kills(), 3);
+  expect_healthy(pool);
 }
 
 // ---------------------------------------------------------------------------------------------
