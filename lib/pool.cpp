@@ -28,6 +28,7 @@
 #include <new>
 #include <string>
 #include <system_error>
+#include <thread>
 
 namespace forkpool {
 namespace {
@@ -137,6 +138,10 @@ struct Pool::Impl {
   [[noreturn]] void throw_unfinished(const Unfinished& u, const detail::Job& map_job) const;
   void shut_down();
   void kill_and_reap();
+  void start_monitor();
+  void wake_monitor();
+  void stop_monitor();
+  void watch_idle_workers(std::vector<pollfd>& fds);
 
   Options options;
   unsigned workers;
@@ -150,7 +155,16 @@ struct Pool::Impl {
   std::vector<int> pidfds;    // -1 where pids is
   std::vector<Death> deaths;  // of the current job, reaped but not replaced yet
   std::atomic<bool> closed{false};
-  std::mutex mutex;  // one map, close or terminate at a time
+  std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths
+
+  // A thread that reaps workers dying while the pool is idle (the map's thread does it during a
+  // map). It only reaps: replacements are forked by the next call, on the caller's thread (a
+  // fork from a thread of the library's, at any moment, would make the fork-safety rule
+  // unpredictable). None when the thread could not be made (RLIMIT_NPROC counts threads).
+  std::unique_ptr<std::thread> monitor;
+  std::mutex monitor_mutex;  // for stop_monitor
+  int monitor_wake = -1;     // an eventfd that tells the monitor to stop
+  std::atomic<bool> monitor_stop{false};
 };
 
 Pool::Impl::Impl(const Options& o, unsigned processes)
@@ -160,6 +174,7 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
       pids(processes, -1),
       pidfds(processes, -1) {
   options.processes = processes;
+  deaths.reserve(processes);  // a slot dies at most once before it is replaced
   control = new (segment->allocate(sizeof(detail::Control), alignof(detail::Control),
                                    "the pool's control block")) detail::Control(processes);
   ranges =
@@ -174,6 +189,8 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
 }
 
 Pool::Impl::~Impl() {
+  stop_monitor();
+  if (monitor_wake >= 0) ::close(monitor_wake);
   if (wake_fd >= 0) ::close(wake_fd);
   segment->deallocate(slots, sizeof(detail::WorkerSlot) * workers);
   segment->deallocate(ranges, sizeof(detail::ChunkRange) * workers);
@@ -213,6 +230,7 @@ void Pool::Impl::start_worker(unsigned w) {
   }
   pids[w] = pid;
   pidfds[w] = fd;
+  wake_monitor();  // to watch the new worker too
 }
 
 void Pool::Impl::fork_workers() {
@@ -434,6 +452,70 @@ void Pool::Impl::kill_and_reap() {
   }
 }
 
+void Pool::Impl::start_monitor() {
+  monitor_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (monitor_wake < 0) return;
+  // The program's signals are for its own threads: the monitor starts with all of them blocked.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  try {
+    // Its poll set is allocated here, at its largest: the monitor itself never allocates, so it
+    // never gets a malloc arena of its own.
+    std::vector<pollfd> fds;
+    fds.reserve(workers + 1);
+    monitor = std::make_unique<std::thread>(
+        [this](std::vector<pollfd> fds) { watch_idle_workers(fds); }, std::move(fds));
+  } catch (const std::system_error&) {
+    // Without it, a worker that dies while the pool is idle is reaped by the next call.
+  }
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+void Pool::Impl::wake_monitor() {
+  if (monitor_wake < 0) return;
+  const std::uint64_t one = 1;
+  while (write(monitor_wake, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+// Not holding `mutex`: the monitor may be waiting for it.
+void Pool::Impl::stop_monitor() {
+  const std::lock_guard lock(monitor_mutex);
+  if (!monitor) return;
+  // In a process forked from the owner, the thread does not exist: forget it.
+  if (owner != detail::this_process()) {
+    static_cast<void>(monitor.release());
+    return;
+  }
+  monitor_stop = true;
+  wake_monitor();
+  monitor->join();
+  monitor.reset();
+}
+
+void Pool::Impl::watch_idle_workers(std::vector<pollfd>& fds) {
+  for (;;) {
+    {
+      const std::lock_guard lock(mutex);
+      if (monitor_stop) return;
+      for (unsigned w = 0; w < workers; ++w) {
+        int status = 0;
+        if (pids[w] > 0 && waitpid(pids[w], &status, WNOHANG) == pids[w]) record_death(w, status);
+      }
+      fds.assign(1, {monitor_wake, POLLIN, 0});
+      for (int fd : pidfds)
+        if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+    }
+    // Woken by a death, by a new worker (wake_monitor), or by a descriptor closed meanwhile (a
+    // map reaped its worker: POLLNVAL); the next round, under the mutex, sees the pool as it is.
+    poll(fds.data(), fds.size(), -1);
+    std::uint64_t wakes;
+    while (read(monitor_wake, &wakes, sizeof wakes) > 0) {
+    }
+  }
+}
+
 Pool::Pool() : Pool(Options{}) {}
 
 Pool::Pool(unsigned processes) : Pool(Options{.processes = checked_processes(processes)}) {}
@@ -450,6 +532,7 @@ Pool::Pool(Options options) {
   // After impl_ is set: a worker's copy of this Pool must see an owner that is not itself, so
   // that a nested map is reported as such.
   impl_->fork_workers();
+  impl_->start_monitor();
 }
 
 Pool::Pool(Pool&&) noexcept = default;
@@ -482,8 +565,17 @@ unsigned Pool::size() const { return impl_ ? impl_->workers : 0; }
 
 std::vector<pid_t> Pool::pids() const {
   if (!impl_) return {};
+  const auto running = [this] {
+    std::vector<pid_t> out;
+    for (pid_t pid : impl_->pids)
+      if (pid > 0) out.push_back(pid);
+    return out;
+  };
+  // In another process (a worker), this is a copy of the owner's Pool: its mutex may be locked.
+  if (impl_->owner != detail::this_process()) return running();
   const std::lock_guard lock(impl_->mutex);
-  return impl_->pids;
+  if (!impl_->closed) impl_->check_idle_workers();
+  return running();
 }
 
 const Options& Pool::options() const {
@@ -499,11 +591,12 @@ void Pool::close() {
 
 void Pool::join() {
   if (!impl_) return;
-  const std::lock_guard lock(impl_->mutex);
   if (!impl_->closed)
     throw std::logic_error(
         "forkpool::Pool::join: the pool is still running; call close() or "
         "terminate() first");
+  impl_->stop_monitor();
+  const std::lock_guard lock(impl_->mutex);
   Impl& p = *impl_;
   for (unsigned w = 0; w < p.workers; ++w) {
     if (p.pids[w] > 0) reap(p.pids[w]);
@@ -515,6 +608,7 @@ void Pool::join() {
 
 void Pool::terminate() {
   if (!impl_) return;
+  impl_->stop_monitor();
   const std::lock_guard lock(impl_->mutex);
   impl_->closed = true;
   impl_->kill_and_reap();

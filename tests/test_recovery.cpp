@@ -260,16 +260,26 @@ TEST(Recovery, EveryWorkerKilledAtOnce) {
   expect_healthy(pool);
 }
 
-TEST(Recovery, KilledWhileIdleIsReplacedAtTheNextCall) {
+TEST(Recovery, KilledWhileIdleIsReapedAtOnceAndReplacedAtTheNextCall) {
   Pool pool(3);
   const auto pids = pool.pids();
   ASSERT_TRUE(map_works(pool));
   ASSERT_EQ(kill(pids[2], SIGKILL), 0);
-  ASSERT_TRUE(
-      forkpool_test::eventually([&] { return forkpool_test::process_state(pids[2]) == 'Z'; }));
-  expect_healthy(pool);  // maps correctly; the zombie was reaped
+  // Reaped by the pool's monitor while idle: no zombie.
+  EXPECT_TRUE(forkpool_test::eventually([&] { return !forkpool_test::process_exists(pids[2]); }));
+  EXPECT_EQ(forkpool_test::child_count(), 2u);
+  expect_healthy(pool);  // pids() and the next map replace it
   EXPECT_NE(pool.pids()[2], pids[2]);
   EXPECT_EQ(pool.pids()[0], pids[0]);
+}
+
+TEST(Recovery, IdleDeathsOfEveryWorker) {
+  Pool pool(2);
+  for (int round = 0; round < 3; ++round) {
+    for (pid_t pid : pool.pids()) kill(pid, SIGKILL);
+    EXPECT_TRUE(forkpool_test::eventually([&] { return forkpool_test::child_count() == 0; }));
+    expect_healthy(pool);
+  }
 }
 
 TEST(Recovery, ReplacementsKnowTheirIndex) {
