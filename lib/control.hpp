@@ -40,8 +40,8 @@ struct TaskErrorSlot {
 //
 // The claim: the chunk [claim_first, claim_last) (absolute indices) that the worker is about to
 // claim or is running, and its committed count when it made the claim. The worker writes it
-// before the compare-and-swap that claims the chunk, followed by a release fence, so a claim that
-// took effect is always announced; an announced claim may still have failed (see recovery.hpp).
+// before the compare-and-swap that claims the chunk, which is a release, so a claim that took
+// effect is always announced; an announced claim may still have failed (see recovery.hpp).
 //
 // The commit word: bits 0-62 count the items this slot has finished in the current map; bit 63
 // says which of the slot's two map_reduce partials is current. The worker writes a piece's

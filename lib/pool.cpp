@@ -153,7 +153,7 @@ struct Pool::Impl {
   int wake_fd = -1;
   std::vector<pid_t> pids;    // -1: not running (dead, not replaced yet, or reaped)
   std::vector<int> pidfds;    // -1 where pids is
-  std::vector<Death> deaths;  // of the current job, reaped but not replaced yet
+  std::vector<Death> deaths;  // reaped (during a job, or while idle), not replaced yet
   std::atomic<bool> closed{false};
   std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths
 
@@ -163,7 +163,7 @@ struct Pool::Impl {
   // unpredictable). None when the thread could not be made (RLIMIT_NPROC counts threads).
   std::unique_ptr<std::thread> monitor;
   std::mutex monitor_mutex;  // for stop_monitor
-  int monitor_wake = -1;     // an eventfd that tells the monitor to stop
+  int monitor_wake = -1;     // an eventfd: look again (a new worker), or stop
   std::atomic<bool> monitor_stop{false};
 };
 

@@ -11,11 +11,12 @@
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
-// seeing the new generation (acquire). Claims are relaxed (see claims.hpp); the announce before a
-// claim ends with a release fence, so a claim that took effect was announced before it. A piece's
-// results and partial are published by the commit store (release). Everything a worker wrote in
-// a job reaches the parent through its slot's `finished` word: a seq_cst store the parent reads
-// with acquire (or, for a dead worker, through its exit, which the parent learns from waitpid).
+// seeing the new generation (acquire). A claim's CAS is a release (see claims.hpp), so the
+// announce before it cannot be reordered after it: a claim that took effect was announced. A
+// piece's results and partial are published by the commit store (release). Everything a worker
+// wrote in a job reaches the parent through its slot's `finished` word: a seq_cst store the parent
+// reads with acquire (or, for a dead worker, through its exit, which the parent learns from
+// waitpid).
 #include "scheduler.hpp"
 
 #include "worker.hpp"
@@ -54,14 +55,14 @@ class JobRunner {
 
   bool stopped() const { return c_.stop.load(std::memory_order_relaxed) != kRunning; }
 
-  // Records the chunk of item offsets b as this worker's claim, before the CAS that claims it.
+  // Records the chunk of item offsets b as this worker's claim, before the CAS that claims it
+  // (a release, so these stores cannot move after it).
   void announce(Block b) {
     slot_.claim_base.store(committed_, std::memory_order_relaxed);
     slot_.claim_first.store(job_.first + static_cast<std::int64_t>(b.first),
                             std::memory_order_relaxed);
     slot_.claim_last.store(job_.first + static_cast<std::int64_t>(b.last),
                            std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
   }
   Block items_of(UnitSpan s) const {
     return {std::uint64_t{s.first} * job_.unit,

@@ -13,12 +13,13 @@
 //  - only the owner makes an empty range non-empty again (reset after a successful steal), and a
 //    thief's CAS against the old value then fails, as it must.
 //
-// Memory order: every operation is relaxed. The word carries all of the state it protects (which
-// units are unclaimed); no other memory is published through it. The job the units index into is
-// published before the ranges are used (the generation counter, release/acquire), and results
-// reach the parent through each worker's commit and finished words, not through this word. Each CAS on
-// one word is totally ordered by that word's modification order, which is all that exclusive
-// ownership of a unit needs.
+// Memory order: relaxed, except that a successful take or steal is a release, only so that the
+// announce made before it (see NoAnnounce) cannot be reordered after it. The word carries all of
+// the state it protects (which units are unclaimed); no other memory is published through it. The
+// job the units index into is published before the ranges are used (the generation counter,
+// release/acquire), and results reach the parent through each worker's commit and finished words,
+// not through this word. Each CAS on one word is totally ordered by that word's modification order,
+// which is all that exclusive ownership of a unit needs.
 #pragma once
 
 #include <atomic>
@@ -67,7 +68,7 @@ class alignas(64) ChunkRange {
       const auto n = static_cast<std::uint32_t>(size_for(std::uint64_t{r.size()}));
       const UnitSpan taken{r.first, r.first + n};
       announce(taken);
-      if (word_.compare_exchange_weak(seen, pack({taken.last, r.last}), std::memory_order_relaxed,
+      if (word_.compare_exchange_weak(seen, pack({taken.last, r.last}), std::memory_order_release,
                                       std::memory_order_relaxed))
         return taken;
     }
@@ -85,7 +86,7 @@ class alignas(64) ChunkRange {
     const UnitSpan stolen{r.last - n, r.last};
     announce(stolen);
     if (word_.compare_exchange_strong(seen, pack({r.first, stolen.first}),
-                                      std::memory_order_relaxed, std::memory_order_relaxed))
+                                      std::memory_order_release, std::memory_order_relaxed))
       return {Steal::success, stolen};
     return {Steal::retry, {0, 0}};
   }

@@ -28,8 +28,10 @@
 // Every claim announces the span it is about to take just before its CAS (NoAnnounce in
 // chunk_range.hpp): the pool records it, which is how it finds the items a dead worker lost.
 //
-// Memory order: every claim is a relaxed read-modify-write. Claims hand out indices and nothing
-// else is published through them (see chunk_range.hpp); the job they index into is published by
+// Memory order: a claim's CAS is a release on success, only so that the announce made before it
+// cannot be reordered after it (a worker killed right after a claim has announced it); every
+// other access is relaxed. Claims hand out indices and nothing else is published through them
+// (see chunk_range.hpp); the job they index into is published by
 // the pool's generation counter (release/acquire) before any claim, and results travel back
 // through each worker's commit and finished words (release/acquire), both in lib/.
 #pragma once
@@ -53,7 +55,9 @@ Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::
   while (lo < count) {
     const Block b{lo, lo + std::min(chunk, count - lo)};
     announce(b);
-    if (next.compare_exchange_weak(lo, b.last, std::memory_order_relaxed)) return b;
+    if (next.compare_exchange_weak(lo, b.last, std::memory_order_release,
+                                   std::memory_order_relaxed))
+      return b;
   }
   return {count, count};
 }
@@ -66,7 +70,9 @@ Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count, std::u
   while (lo < count) {
     const Block b{lo, lo + guided_chunk(count - lo, workers, min_chunk)};
     announce(b);
-    if (next.compare_exchange_weak(lo, b.last, std::memory_order_relaxed)) return b;
+    if (next.compare_exchange_weak(lo, b.last, std::memory_order_release,
+                                   std::memory_order_relaxed))
+      return b;
   }
   return {count, count};
 }
