@@ -199,10 +199,13 @@ Pool::Impl::~Impl() {
 
 // Forks the worker for slot w; it waits for the next job published after this call.
 void Pool::Impl::start_worker(unsigned w) {
-  // Buffered output would be written once by each process (HAZARDS.md 5).
+  // Buffered output would be written once by each process (HAZARDS.md 5). Only the standard
+  // streams, the ones a worker flushes (worker.cpp): fflush(nullptr) would also wait for any
+  // FILE that another thread keeps locked.
   std::cout.flush();
   std::clog.flush();
-  std::fflush(nullptr);
+  std::fflush(stdout);
+  std::fflush(stderr);
   const detail::WorkerStart start{
       segment.get(), control,           ranges,
       slots,         wake_fd,           w,

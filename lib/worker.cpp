@@ -29,10 +29,14 @@ constexpr auto kIdlePoll = std::chrono::microseconds(50);
 // PR_SET_PDEATHSIG cannot cover: a pool made on a thread other than the main one).
 constexpr auto kParentCheck = std::chrono::milliseconds(500);
 
+// Only the standard streams, as Python's workers do: they are the ones the parent flushes before
+// a fork (pool.cpp). Any other FILE may still hold the parent's buffered data, which a flush here
+// would write a second time.
 void flush_output() {
   std::cout.flush();
   std::clog.flush();
-  std::fflush(nullptr);
+  std::fflush(stdout);
+  std::fflush(stderr);
 }
 
 void set_up_process(const WorkerStart& start) {

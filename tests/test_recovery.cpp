@@ -25,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -491,6 +492,61 @@ TEST(Signals, KillMinus9OfTheParentEndsItsWorkersWithinASecond) {
 
 TEST(Signals, KillMinus9OfTheParentOfAPoolMadeOnAThread) {
   expect_workers_follow_parent(SIGKILL, true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fork safety: locks other threads hold while workers are forked
+
+// Holds `file`'s lock on another thread from construction until release().
+class LockedOnAnotherThread {
+ public:
+  explicit LockedOnAnotherThread(FILE* file)
+      : thread_([this, file] {
+          flockfile(file);
+          locked_ = true;
+          while (!release_) std::this_thread::sleep_for(1ms);
+          funlockfile(file);
+        }) {
+    while (!locked_) std::this_thread::sleep_for(1ms);
+  }
+  ~LockedOnAnotherThread() { release(); }
+  void release() {
+    release_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> locked_{false}, release_{false};
+  std::thread thread_;
+};
+
+TEST(ForkSafety, AFileLockedByAnotherThreadDoesNotBlockTheWorkers) {
+  FILE* log = std::tmpfile();
+  ASSERT_NE(log, nullptr);
+  LockedOnAnotherThread holder(log);
+  // Building the pool does not wait for it: only the standard streams are flushed around a fork
+  // (fflush(nullptr) would block here until the holder lets go).
+  Pool pool(Options{.processes = 2, .timeout = 10s});
+  for (int k = 0; k < 5; ++k) ASSERT_TRUE(map_works(pool));
+  holder.release();
+  std::fclose(log);
+}
+
+TEST(ForkSafety, StdoutLockedByAnotherThreadDelaysTheForkOnly) {
+  std::unique_ptr<LockedOnAnotherThread> holder;
+  std::thread releaser;
+  {
+    holder = std::make_unique<LockedOnAnotherThread>(stdout);
+    releaser = std::thread([&holder] {
+      std::this_thread::sleep_for(100ms);
+      holder->release();
+    });
+  }
+  const auto t0 = Clock::now();
+  Pool pool(Options{.processes = 2, .timeout = 10s});  // waits for stdout, then forks
+  EXPECT_GE(seconds_since(t0), 0.05);
+  releaser.join();
+  EXPECT_TRUE(map_works(pool));
 }
 
 // ---------------------------------------------------------------------------------------------
