@@ -207,9 +207,15 @@ void Pool::Impl::start_worker(unsigned w) {
   std::fflush(stdout);
   std::fflush(stderr);
   const detail::WorkerStart start{
-      segment.get(), control,           ranges,
-      slots,         wake_fd,           w,
-      owner,         gettid() == owner, control->generation.load(std::memory_order_relaxed)};
+      .segment = segment.get(),
+      .control = control,
+      .ranges = ranges,
+      .slots = slots,
+      .wake_fd = wake_fd,
+      .index = w,
+      .parent = owner,
+      .die_with_parent = gettid() == owner,
+      .generation = control->generation.load(std::memory_order_relaxed)};
   pid_t pid;
   {
     const ForkGuard guard;

@@ -19,7 +19,7 @@ struct WorkerStart {
   int wake_fd;  // an eventfd: written when a job is finished while the parent sleeps
   unsigned index;
   pid_t parent;
-  bool die_with_parent;      // PR_SET_PDEATHSIG is safe: the pool was made on the main thread
+  bool die_with_parent;      // PR_SET_PDEATHSIG is safe: forked by the parent's main thread
   std::uint32_t generation;  // the last generation published before the fork
 };
 
@@ -27,7 +27,7 @@ struct WorkerStart {
 // parent's runs twice.
 [[noreturn]] void worker_main(const WorkerStart& start);
 
-// Ends the worker process: flushes the C and C++ streams, then _exit.
+// Ends the worker process: flushes the standard streams, then _exit.
 [[noreturn]] void exit_worker(int status);
 
 // The control block of the pool this process is a worker of; nullptr in other processes.
