@@ -38,7 +38,7 @@ using Clock = std::chrono::steady_clock;
 // The parent polls this long for a job to finish before it sleeps (see poll_yielding).
 constexpr auto kFinishPoll = std::chrono::microseconds(50);
 // Past a map's deadline, workers get this long to stop at a piece boundary before they are killed.
-constexpr auto kStopGrace = std::chrono::milliseconds(20);
+constexpr auto kStopGrace = std::chrono::milliseconds(100);
 constexpr unsigned kProcessesPerCpu = 64;
 constexpr std::uint64_t kMaxItems = std::uint64_t{1} << 62;
 
