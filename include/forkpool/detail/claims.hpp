@@ -45,15 +45,15 @@
 
 namespace forkpool::detail {
 
-// dynamic(chunk): the next `chunk` items of `count` from the shared counter `next`; empty when
-// none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be announced
-// before it is taken (see NoAnnounce).
-template <class Announce = NoAnnounce>
-Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t chunk,
-                    Announce announce = {}) noexcept {
+// The next size_for(R) of the R items left on the shared counter `next` (1 <= size <= R); empty
+// when none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be
+// announced before it is taken (see NoAnnounce).
+template <class SizeFor, class Announce>
+Block claim_from_counter(std::atomic<std::uint64_t>& next, std::uint64_t count, SizeFor size_for,
+                         Announce announce) noexcept {
   std::uint64_t lo = next.load(std::memory_order_relaxed);
   while (lo < count) {
-    const Block b{lo, lo + std::min(chunk, count - lo)};
+    const Block b{lo, lo + size_for(count - lo)};
     announce(b);
     if (next.compare_exchange_weak(lo, b.last, std::memory_order_release,
                                    std::memory_order_relaxed))
@@ -62,19 +62,22 @@ Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::
   return {count, count};
 }
 
-// guided(min_chunk): ceil(R / P) of the R items left, at least min_chunk; empty when none are left.
+// dynamic(chunk): the next `chunk` items of `count`.
+template <class Announce = NoAnnounce>
+Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t chunk,
+                    Announce announce = {}) noexcept {
+  return claim_from_counter(
+      next, count, [chunk](std::uint64_t left) { return std::min(chunk, left); }, announce);
+}
+
+// guided(min_chunk): ceil(R / P) of the R items left, at least min_chunk.
 template <class Announce = NoAnnounce>
 Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t workers,
                    std::uint64_t min_chunk, Announce announce = {}) noexcept {
-  std::uint64_t lo = next.load(std::memory_order_relaxed);
-  while (lo < count) {
-    const Block b{lo, lo + guided_chunk(count - lo, workers, min_chunk)};
-    announce(b);
-    if (next.compare_exchange_weak(lo, b.last, std::memory_order_release,
-                                   std::memory_order_relaxed))
-      return b;
-  }
-  return {count, count};
+  return claim_from_counter(
+      next, count,
+      [workers, min_chunk](std::uint64_t left) { return guided_chunk(left, workers, min_chunk); },
+      announce);
 }
 
 // One worker's side of work stealing over the P workers' ranges.
