@@ -401,14 +401,15 @@ TEST(Signals, AHandledSigintMakesTheMapThrow) {
   expect_healthy(pool);
 }
 
-TEST(Signals, WorkersIgnoreTerminalSignalsToTheGroup) {
+TEST(Signals, WorkersIgnoreTerminalSignalsFromTheirFirstInstruction) {
+  // Sent the moment the pool is built, before the workers may have set up their dispositions:
+  // the signals are blocked across the fork, so none of them can kill a worker.
   Pool pool(2);
   const auto pids = pool.pids();
   for (pid_t pid : pids)
     for (int sig : {SIGINT, SIGQUIT, SIGHUP}) kill(pid, sig);
   std::this_thread::sleep_for(50ms);
-  EXPECT_EQ(pool.pids(), pids);
-  for (pid_t pid : pids) EXPECT_NE(forkpool_test::process_state(pid), 'Z');
+  EXPECT_EQ(pool.pids(), pids);  // a dead worker would have been replaced
   expect_healthy(pool);
 }
 
