@@ -99,4 +99,34 @@ std::uint64_t heavytail_sequential() {
   return sum;
 }
 
+std::uint64_t mandelbrot_row(std::int64_t row) {
+  const double y = -1.25 + 2.5 * (static_cast<double>(row) + 0.5) / kMandelbrotSize;
+  std::uint64_t total = 0;
+  for (std::int64_t col = 0; col < kMandelbrotSize; ++col) {
+    const double x = -2.0 + 2.5 * (static_cast<double>(col) + 0.5) / kMandelbrotSize;
+    double zr = 0, zi = 0;
+    std::uint32_t k = 0;
+    while (k < kMandelbrotMaxIterations && zr * zr + zi * zi <= 4.0) {
+      const double t = zr * zr - zi * zi + x;
+      zi = 2 * zr * zi + y;
+      zr = t;
+      ++k;
+    }
+    total += k;
+  }
+  return total;
+}
+
+std::uint64_t bimodal_sequential() {
+  std::uint64_t sum = 0;
+  for (std::uint64_t i = 0; i < N; ++i) sum += bimodal_item(static_cast<std::int64_t>(i));
+  return sum;
+}
+
+std::uint64_t mandelbrot_sequential() {
+  std::uint64_t sum = 0;
+  for (std::int64_t row = 0; row < kMandelbrotSize; ++row) sum += mandelbrot_row(row);
+  return sum;
+}
+
 }  // namespace workloads

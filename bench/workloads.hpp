@@ -81,10 +81,41 @@ std::uint64_t fnv1a(const std::vector<std::uint64_t>& values);
 // Aborts with a message on stderr unless `costs` has the sum, maximum and FNV-1a hash above.
 void check_heavytail_costs(const std::vector<std::uint64_t>& costs);
 
+// ---- The two irregular workloads of issue 3 (defined here; see the README's Performance section)
+
+// bimodal: N items; item i is heavy (1%) when splitmix64's mix of i + kBimodalSeed is 0 mod 100.
+// A light item spins kBimodalLight iterations, a heavy one 100 times as many: the total work is
+// within 0.1% of uniform's (0.99 * 686 + 0.01 * 68600 = 1365.1 iterations per item on average).
+inline constexpr std::uint64_t kBimodalSeed = 0xB1B0DA1B1B0DA1ull;
+inline constexpr std::uint64_t kBimodalLight = 686;
+inline constexpr std::uint64_t kBimodalHeavy = 100 * kBimodalLight;
+inline constexpr std::uint64_t mix64(std::uint64_t z) {  // splitmix64's output function
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+inline constexpr bool bimodal_heavy(std::uint64_t i) { return mix64(i + kBimodalSeed) % 100 == 0; }
+inline constexpr std::uint64_t bimodal_cost(std::uint64_t i) {
+  return bimodal_heavy(i) ? kBimodalHeavy : kBimodalLight;
+}
+inline std::uint64_t bimodal_item(std::int64_t i) {
+  return spin(static_cast<std::uint64_t>(i), bimodal_cost(static_cast<std::uint64_t>(i)));
+}
+
+// mandelbrot: one item per row of a kMandelbrotSize x kMandelbrotSize image of the region
+// [-2, 0.5] x [-1.25, 1.25], at most kMandelbrotMaxIterations iterations per pixel; an item's
+// result is the sum of its pixels' iteration counts. Rows through the set cost up to 80 times
+// rows outside it.
+inline constexpr std::int64_t kMandelbrotSize = 1024;
+inline constexpr std::uint32_t kMandelbrotMaxIterations = 256;
+FORKPOOL_WORKLOAD_NOINLINE std::uint64_t mandelbrot_row(std::int64_t row);
+
 // ---- Sequential references
 
 std::uint64_t uniform_sequential();
 std::uint64_t triangular_sequential();
 std::uint64_t heavytail_sequential();
+std::uint64_t bimodal_sequential();
+std::uint64_t mandelbrot_sequential();
 
 }  // namespace workloads

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <forkpool/detail/chunk_range.hpp>
+#include <forkpool/detail/claimer.hpp>
 #include <forkpool/detail/closures.hpp>
 #include <forkpool/schedule.hpp>
 
@@ -13,16 +14,17 @@
 namespace forkpool::detail {
 
 // A job as the workers see it: indices [first, first + count), cut into units of `unit` items
-// (1 unless count exceeds what a ChunkRange can index). A map is one job, plus one more for each
-// span of items that a dead worker left unfinished (see recovery.hpp).
+// (1 unless count exceeds what a ChunkRange or ChunkCounter can index), handed out under `rule`.
+// A map is one job, plus one more for each span of items that a dead worker left unfinished (see
+// recovery.hpp).
 struct Job {
   ChunkFn run;
   const void* closure;
   std::int64_t first;
   std::uint64_t count;
-  Schedule::Kind kind;
-  std::uint64_t chunk;  // dynamic: chunk; guided: min_chunk; work_stealing: grain in units
   std::uint64_t unit;
+  Schedule schedule;
+  ClaimRule rule;
 };
 
 // Why a map stopped early; the first reason wins.
@@ -38,6 +40,20 @@ struct TaskErrorSlot {
 // What one worker slot has claimed and finished; what the parent reads to find the items a dead
 // worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
 //
+// What a worker did in a map, for Pool::last_stats().
+struct WorkerTally {
+  std::uint64_t items, chunks, operations, steal_attempts, steals, busy_nanoseconds;
+};
+
+// One chunk a worker ran, when the map is traced (Options::trace_chunks); times from the map's
+// start.
+struct ChunkTrace {
+  std::int64_t first;
+  std::uint64_t items;
+  std::int64_t start_nanoseconds;
+  std::int64_t nanoseconds;
+};
+
 // The claim: the chunk [claim_first, claim_last) (absolute indices) that the worker is about to
 // claim or is running, and its committed count when it made the claim. The worker writes it
 // before the compare-and-swap that claims the chunk, which is a release, so a claim that took
@@ -54,6 +70,11 @@ struct alignas(64) WorkerSlot {
   std::atomic<std::uint64_t> commit{0};
   // The generation of the last job this slot's worker finished.
   std::atomic<std::uint32_t> finished{0};
+
+  // The worker's share of the map's statistics, added to at the end of each job (before
+  // `finished`, which publishes them), reset by the parent before each map.
+  WorkerTally tally{};
+  std::uint32_t traced = 0;  // chunk records written to the worker's part of Control::trace
 };
 
 inline constexpr std::uint64_t kCommitSlotBit = std::uint64_t{1} << 63;
@@ -70,7 +91,7 @@ struct Control {
   explicit Control(unsigned workers) : workers(workers) {}
 
   const unsigned workers;
-  Job job{};  // written by the parent before it bumps `generation`
+  Job job{nullptr, nullptr, 0, 0, 1, Schedule::static_blocks(), {}};  // written by the parent before it bumps `generation`
 
   // Bumped (release) by the parent to publish a job or the shutdown; futex word for idle workers.
   alignas(64) std::atomic<std::uint32_t> generation{0};
@@ -85,8 +106,17 @@ struct Control {
   alignas(64) std::atomic<std::uint32_t> stop{kRunning};
   TaskErrorSlot error{};
 
-  // dynamic and guided: the offset of the next unclaimed item.
-  alignas(64) std::atomic<std::uint64_t> next{0};
+  // The self-scheduling schedules' shared counter (claims.hpp).
+  alignas(64) ChunkCounter counter;
+  // Per worker: adaptive factoring's estimates; allocated with the pool, before the fork.
+  SharedItemTime* times = nullptr;
+
+  // Statistics: whether workers time their jobs, and the chunk records of a traced map
+  // (trace_capacity per worker; nullptr when the map is not traced). Set before a map's jobs.
+  bool statistics = true;
+  ChunkTrace* trace = nullptr;
+  std::uint32_t trace_capacity = 0;
+  std::int64_t map_start_nanoseconds = 0;  // steady clock; the origin of the trace's times
 
   alignas(64) std::byte closure[kInlineClosureBytes];
 };

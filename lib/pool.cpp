@@ -41,6 +41,7 @@ constexpr auto kFinishPoll = std::chrono::microseconds(50);
 constexpr auto kStopGrace = std::chrono::milliseconds(100);
 constexpr unsigned kProcessesPerCpu = 64;
 constexpr std::uint64_t kMaxItems = std::uint64_t{1} << 62;
+constexpr std::size_t kMaxTrace = std::size_t{1} << 24;  // chunk records per worker
 
 std::string describe_exit(int status) {
   if (status < 0) return "exited (its status was taken by someone else)";
@@ -142,6 +143,8 @@ struct Pool::Impl {
   void wake_monitor();
   void stop_monitor();
   void watch_idle_workers(std::vector<pollfd>& fds);
+  void start_statistics();
+  void collect_statistics(const detail::Job& map_job, Clock::duration makespan) noexcept;
 
   Options options;
   unsigned workers;
@@ -150,6 +153,9 @@ struct Pool::Impl {
   detail::Control* control = nullptr;
   detail::ChunkRange* ranges = nullptr;
   detail::WorkerSlot* slots = nullptr;
+  detail::SharedItemTime* times = nullptr;
+  detail::ChunkTrace* trace = nullptr;  // Options::trace_chunks
+  MapStats stats;
   int wake_fd = -1;
   std::vector<pid_t> pids;    // -1: not running (dead, not replaced yet, or reaped)
   std::vector<int> pidfds;    // -1 where pids is
@@ -183,6 +189,17 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
   slots =
       new (segment->allocate(sizeof(detail::WorkerSlot) * processes, alignof(detail::WorkerSlot),
                              "the pool's worker slots")) detail::WorkerSlot[processes];
+  times = new (segment->allocate(sizeof(detail::SharedItemTime) * processes,
+                                 alignof(detail::SharedItemTime), "the pool's item times"))
+      detail::SharedItemTime[processes];
+  control->times = times;
+  control->statistics = options.statistics;
+  if (options.trace_chunks) {
+    control->trace_capacity = static_cast<std::uint32_t>(options.trace_capacity);
+    trace = new (segment->allocate(sizeof(detail::ChunkTrace) * processes * options.trace_capacity,
+                                   alignof(detail::ChunkTrace), "the pool's chunk trace"))
+        detail::ChunkTrace[processes * options.trace_capacity];
+  }
   wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd < 0)
     throw std::system_error(errno, std::generic_category(), "forkpool::Pool: eventfd");
@@ -192,6 +209,9 @@ Pool::Impl::~Impl() {
   stop_monitor();
   if (monitor_wake >= 0) ::close(monitor_wake);
   if (wake_fd >= 0) ::close(wake_fd);
+  if (trace != nullptr)
+    segment->deallocate(trace, sizeof(detail::ChunkTrace) * workers * options.trace_capacity);
+  segment->deallocate(times, sizeof(detail::SharedItemTime) * workers);
   segment->deallocate(slots, sizeof(detail::WorkerSlot) * workers);
   segment->deallocate(ranges, sizeof(detail::ChunkRange) * workers);
   segment->deallocate(control, sizeof(detail::Control));
@@ -338,15 +358,15 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
           ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
           : Clock::time_point::max();
   for (unsigned w = 0; w < workers; ++w) slots[w].commit.store(0, std::memory_order_relaxed);
+  start_statistics();
   control->stop.store(detail::kRunning, std::memory_order_relaxed);
   std::vector<detail::LostSpan> todo{
-      {map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count), 0}};
+      {map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count), 0, true}};
   for (unsigned round = 0;; ++round) {
     Unfinished u;
     for (const detail::LostSpan& span : todo) {
-      detail::Job job = map_job;
-      job.first = span.first;
-      job.count = span.size();
+      const detail::Job job = detail::make_job(map_job.run, map_job.closure, span.first,
+                                               span.size(), map_job.schedule, workers);
       run_job(job, deadline);
       if (!deaths.empty()) {
         std::vector<detail::SlotState> states;
@@ -355,7 +375,7 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
         std::vector<unsigned> dead;
         for (const Death& d : deaths) dead.push_back(d.worker);
         const auto candidates = detail::lost_candidates(
-            job, control->next.load(std::memory_order_relaxed), states, dead);
+            job, std::uint64_t{control->counter.next_unit()} * job.unit, states, dead);
         u.lost.insert(u.lost.end(), candidates.begin(), candidates.end());
         u.deaths.insert(u.deaths.end(), deaths.begin(), deaths.end());
         replace_dead_workers();
@@ -372,6 +392,54 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
     }
     if (u.lost.empty() || round >= options.retries) return u;
     todo = std::move(u.lost);
+  }
+}
+
+void Pool::Impl::start_statistics() {
+  for (unsigned w = 0; w < workers; ++w) {
+    slots[w].tally = {};
+    slots[w].traced = 0;
+  }
+  control->trace = trace;
+  control->map_start_nanoseconds =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+// After a map, with every worker finished or dead: the tallies they published become last_stats.
+void Pool::Impl::collect_statistics(const detail::Job& map_job,
+                                    Clock::duration makespan) noexcept {
+  try {
+    MapStats m;
+    m.schedule = map_job.schedule;
+    m.makespan = std::chrono::duration_cast<std::chrono::nanoseconds>(makespan);
+    std::chrono::nanoseconds busiest{0}, total_busy{0};
+    for (unsigned w = 0; w < workers; ++w) {
+      const detail::WorkerTally& t = slots[w].tally;
+      const std::chrono::nanoseconds busy{t.busy_nanoseconds};
+      m.workers.push_back({t.items, t.chunks, t.steal_attempts, t.steals, busy,
+                           std::max(std::chrono::nanoseconds::zero(), m.makespan - busy)});
+      m.items += t.items;
+      m.scheduling_operations += t.operations;
+      busiest = std::max(busiest, busy);
+      total_busy += busy;
+      if (trace == nullptr) continue;
+      const std::uint32_t traced = slots[w].traced;
+      m.chunks_truncated |= t.chunks > traced;
+      for (std::uint32_t i = 0; i < traced; ++i) {
+        const detail::ChunkTrace& c = trace[std::size_t{w} * options.trace_capacity + i];
+        m.chunks.push_back({w, c.first, c.items, std::chrono::nanoseconds(c.start_nanoseconds),
+                            std::chrono::nanoseconds(c.nanoseconds)});
+      }
+    }
+    if (total_busy.count() > 0)
+      m.imbalance = static_cast<double>(busiest.count()) * workers /
+                        static_cast<double>(total_busy.count()) -
+                    1;
+    std::sort(m.chunks.begin(), m.chunks.end(),
+              [](const ChunkRecord& a, const ChunkRecord& b) { return a.start < b.start; });
+    stats = std::move(m);
+  } catch (...) {
+    stats = MapStats{};  // out of memory: no statistics rather than no result
   }
 }
 
@@ -537,6 +605,10 @@ Pool::Pool(Options options) {
                                 " (64 x cpu_count(), and below RLIMIT_NPROC)");
   if (options.timeout < std::chrono::nanoseconds::zero())
     throw std::invalid_argument("forkpool::Pool: Options::timeout must be >= 0 (0 means none)");
+  if (options.trace_chunks && (options.trace_capacity == 0 || options.trace_capacity > kMaxTrace))
+    throw std::invalid_argument("forkpool::Pool: Options::trace_capacity must be in [1, " +
+                                std::to_string(kMaxTrace) + "] when trace_chunks is set (got " +
+                                std::to_string(options.trace_capacity) + ")");
   impl_ = std::make_unique<Impl>(options, n);
   // After impl_ is set: a worker's copy of this Pool must see an owner that is not itself, so
   // that a nested map is reported as such.
@@ -662,6 +734,8 @@ void Pool::check_array_size(std::size_t n, std::size_t element_size, const char*
 
 const std::shared_ptr<detail::Segment>& Pool::segment() const { return impl_->segment; }
 
+const MapStats& Pool::last_stats() const { return impl_->stats; }
+
 std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   const std::uint64_t n = count(r);
   if (n == 0) return std::vector<unsigned>(size(), 0);
@@ -682,7 +756,13 @@ std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r
   } release{*p.segment, allocated, callable.size};
   std::memcpy(closure, callable.closure, callable.size);
 
-  const detail::Job job = detail::make_job(callable, closure, r.first, n, s, p.workers);
+  const detail::Job job = detail::make_job(callable.run, closure, r.first, n, s, p.workers);
+  const struct Statistics {
+    Impl& p;
+    const detail::Job& job;
+    Clock::time_point start = Clock::now();
+    ~Statistics() { p.collect_statistics(job, Clock::now() - start); }
+  } statistics{p, job};
   const Impl::Unfinished u = p.run_map(job, callable.each_item_once);
   if (!u.lost.empty() || (!u.deaths.empty() && callable.each_item_once && p.committed() != n))
     p.throw_unfinished(u, job);

@@ -19,6 +19,15 @@ bool disjoint(std::span<const LostSpan> spans, std::uint32_t subset) {
   return true;
 }
 
+bool disjoint_from(std::span<const LostSpan> spans, std::uint32_t subset,
+                   std::span<const LostSpan> others) {
+  for (std::size_t i = 0; i < spans.size(); ++i)
+    if (subset >> i & 1)
+      for (const LostSpan& o : others)
+        if (spans[i].first < o.last && o.first < spans[i].last) return false;
+  return true;
+}
+
 }  // namespace
 
 SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range) {
@@ -28,55 +37,103 @@ SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range) {
           commit_count(slot.commit.load(std::memory_order_acquire)), range.units()};
 }
 
+namespace {
+
+bool counter_kind(Schedule::Kind k) {
+  using K = Schedule::Kind;
+  return k == K::dynamic || k == K::guided || k == K::trapezoid || k == K::factoring ||
+         k == K::fixed_size || k == K::adaptive_factoring || k == K::python;
+}
+
+bool range_kind(Schedule::Kind k) {
+  using K = Schedule::Kind;
+  return k == K::work_stealing || k == K::adaptive_stealing || k == K::automatic;
+}
+
+// Static schedules: worker w runs its own chunks in order, so the first `done` items of them are
+// finished and every other one is lost.
+void add_static_rest(const Job& job, unsigned w, std::uint64_t done, std::vector<LostSpan>& out) {
+  const ClaimRule& rule = job.rule;
+  for (std::uint64_t k = 0;; ++k) {
+    const Block u = rule.kind == Schedule::Kind::static_blocks
+                        ? (k == 0 ? static_block(rule.units, rule.workers, w) : Block{1, 0})
+                        : static_chunk(rule.units, rule.chunk, rule.workers, w, k);
+    if (u.empty()) return;
+    const Block b{u.first * job.unit, std::min(job.count, u.last * job.unit)};
+    const std::uint64_t skip = std::min(done, b.last - b.first);
+    done -= skip;
+    if (b.first + skip < b.last)
+      out.push_back({job.first + static_cast<std::int64_t>(b.first + skip),
+                     job.first + static_cast<std::int64_t>(b.last), w, true});
+  }
+}
+
+}  // namespace
+
 std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
                                       std::span<const SlotState> slots,
                                       std::span<const unsigned> dead) {
+  const Schedule::Kind kind = job.rule.kind;
   const std::int64_t job_last = job.first + static_cast<std::int64_t>(job.count);
   const std::int64_t unclaimed =
-      job.kind == Schedule::Kind::dynamic || job.kind == Schedule::Kind::guided
-          ? job.first + static_cast<std::int64_t>(std::min(next, job.count))
-          : job_last;
+      counter_kind(kind) ? job.first + static_cast<std::int64_t>(std::min(next, job.count))
+                         : job_last;
   std::vector<LostSpan> out;
-  const auto add = [&](std::int64_t first, std::int64_t last, unsigned w) {
+  const auto add = [&](std::int64_t first, std::int64_t last, unsigned w, bool certain) {
     first = std::max(first, job.first);
     last = std::min({last, job_last, std::max(unclaimed, first)});
-    if (first < last) out.push_back({first, last, w});
+    if (first < last) out.push_back({first, last, w, certain});
   };
   for (unsigned w : dead) {
     const SlotState& s = slots[w];
+    if (kind == Schedule::Kind::static_blocks || kind == Schedule::Kind::static_chunked) {
+      if (s.committed >= s.claim_base) add_static_rest(job, w, s.committed - s.claim_base, out);
+      continue;
+    }
     // A torn announce (the worker died while writing it) can only be a false candidate.
     if (s.committed >= s.claim_base && s.claim_first <= s.claim_last) {
       const std::uint64_t done = s.committed - s.claim_base;
       const auto size = static_cast<std::uint64_t>(s.claim_last - s.claim_first);
-      if (done < size) add(s.claim_first + static_cast<std::int64_t>(done), s.claim_last, w);
+      if (done < size) add(s.claim_first + static_cast<std::int64_t>(done), s.claim_last, w, false);
     }
-    if (job.kind == Schedule::Kind::work_stealing && !s.range.empty()) {
+    if (range_kind(kind) && !s.range.empty()) {
       const Block b{std::uint64_t{s.range.first} * job.unit,
                     std::min(job.count, std::uint64_t{s.range.last} * job.unit)};
       add(job.first + static_cast<std::int64_t>(b.first),
-          job.first + static_cast<std::int64_t>(b.last), w);
+          job.first + static_cast<std::int64_t>(b.last), w, true);
     }
   }
-  if (unclaimed < job_last && !dead.empty()) out.push_back({unclaimed, job_last, dead.front()});
+  if (unclaimed < job_last && !dead.empty())
+    out.push_back({unclaimed, job_last, dead.front(), true});
   return out;
 }
 
 std::optional<std::vector<LostSpan>> exact_loss(std::span<const LostSpan> candidates,
                                                 std::uint64_t missing) {
-  if (candidates.size() > kMaxSearched) return std::nullopt;
+  std::vector<LostSpan> out, uncertain;
+  for (const LostSpan& c : candidates) {
+    if (!c.certain) {
+      uncertain.push_back(c);
+      continue;
+    }
+    if (c.size() > missing) return std::nullopt;
+    missing -= c.size();
+    out.push_back(c);
+  }
+  if (uncertain.size() > kMaxSearched) return std::nullopt;
   std::optional<std::uint32_t> found;
-  for (std::uint32_t subset = 0; subset < (std::uint32_t{1} << candidates.size()); ++subset) {
+  for (std::uint32_t subset = 0; subset < (std::uint32_t{1} << uncertain.size()); ++subset) {
     std::uint64_t sum = 0;
-    for (std::size_t i = 0; i < candidates.size(); ++i)
-      if (subset >> i & 1) sum += candidates[i].size();
-    if (sum != missing || !disjoint(candidates, subset)) continue;
+    for (std::size_t i = 0; i < uncertain.size(); ++i)
+      if (subset >> i & 1) sum += uncertain[i].size();
+    if (sum != missing || !disjoint(uncertain, subset) || !disjoint_from(uncertain, subset, out))
+      continue;
     if (found) return std::nullopt;
     found = subset;
   }
   if (!found) return std::nullopt;
-  std::vector<LostSpan> out;
-  for (std::size_t i = 0; i < candidates.size(); ++i)
-    if (*found >> i & 1) out.push_back(candidates[i]);
+  for (std::size_t i = 0; i < uncertain.size(); ++i)
+    if (*found >> i & 1) out.push_back(uncertain[i]);
   return out;
 }
 

@@ -9,7 +9,10 @@
 //    the same arithmetic names items that are not lost: a false candidate.
 //  - its ChunkRange (work stealing): units it owned and nobody took, because every other worker
 //    had stopped. They are lost for sure.
-//  - the shared counter (dynamic, guided): items nobody claimed, when every worker died.
+//  - the shared counter (self-scheduling): items nobody claimed, when every worker died. Lost
+//    for sure.
+//  - static_blocks and static_chunked: the worker's own chunks, in order, past its commit count.
+//    Lost for sure.
 // No other item can be lost: an item leaves the shared state only through a claim, and a claim
 // is announced before it takes effect.
 //
@@ -17,8 +20,8 @@
 // side effects of f, which a retry implies anyway), so every candidate is run again. A map_reduce
 // must count each item exactly once. Each worker's commit count is exact (a piece counts in the
 // count and in the partial together, or not at all), so the parent knows how many items are
-// missing: the count of the map minus the sum of the commits. The lost items are the one set of
-// disjoint candidates whose sizes add up to that number; false candidates are rare (a worker has
+// missing: the count of the map minus the sum of the commits. The lost items are the candidates
+// lost for sure plus the one set of disjoint other candidates whose sizes add up to the rest; false candidates are rare (a worker has
 // to die between an announce and a failed CAS), and if two sets fit, the map fails rather than
 // guess. Whatever happens, a map_reduce returns only when the commits add up to the map's count.
 #pragma once
@@ -37,6 +40,7 @@ struct LostSpan {
   std::int64_t first;
   std::int64_t last;
   unsigned worker;
+  bool certain;  // lost for sure, not only possibly
   std::uint64_t size() const { return static_cast<std::uint64_t>(last - first); }
 };
 
@@ -57,8 +61,8 @@ std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
                                       std::span<const SlotState> slots,
                                       std::span<const unsigned> dead);
 
-// The one set of pairwise disjoint candidates whose sizes add up to `missing`; nullopt when
-// none or several do.
+// The candidates lost for sure, plus the one set of pairwise disjoint others whose sizes add up
+// with them to `missing`; nullopt when none or several do.
 std::optional<std::vector<LostSpan>> exact_loss(std::span<const LostSpan> candidates,
                                                 std::uint64_t missing);
 

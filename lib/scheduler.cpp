@@ -1,6 +1,6 @@
-// Runs a job in a worker: claims chunks with the lock-free operations of the job's schedule
-// (include/forkpool/detail/claims.hpp, where the scheduling algorithms are described) and runs
-// them through the job's ChunkFn.
+// Runs a job in a worker: claims chunks with the job's Claimer (include/forkpool/detail/
+// claimer.hpp; the scheduling algorithms are described in claims.hpp) and runs them through the
+// job's ChunkFn.
 //
 // A worker runs each chunk in pieces of about a millisecond (next_piece() in chunking.hpp). After
 // each piece it commits it (WorkerSlot::commit, with the piece's map_reduce partial) and checks
@@ -21,7 +21,7 @@
 
 #include "worker.hpp"
 
-#include <forkpool/detail/claims.hpp>
+#include <forkpool/detail/claimer.hpp>
 
 #include <unistd.h>
 
@@ -82,9 +82,7 @@ class JobRunner {
       run_piece(lo, lo + piece_);
       const Clock::time_point end = Clock::now();
       lo += piece_;
-      piece_ = next_piece(
-          piece_, static_cast<std::uint64_t>(
-                      std::chrono::duration_cast<std::chrono::nanoseconds>(end - start).count()));
+      piece_ = next_piece(piece_, nanoseconds(end - start));
       check_parent(end);
     }
   }
@@ -98,41 +96,57 @@ class JobRunner {
     slot_.commit.store(committed_ | (current_ ? kCommitSlotBit : 0), std::memory_order_release);
   }
 
-  void static_blocks() {
-    const Block b = static_block(job_.count, c_.workers, worker_);
-    run_items(b.first, b.last);
-  }
-
-  void dynamic() {
-    const auto announce = [this](Block b) { this->announce(b); };
-    while (!stopped()) {
-      const Block b = claim_dynamic(c_.next, job_.count, job_.chunk, announce);
-      if (b.empty()) return;
-      run_items(b.first, b.last);
-    }
-  }
-
-  void guided() {
-    const auto announce = [this](Block b) { this->announce(b); };
-    while (!stopped()) {
-      const Block b = claim_guided(c_.next, job_.count, c_.workers, job_.chunk, announce);
-      if (b.empty()) return;
-      run_items(b.first, b.last);
-    }
-  }
-
-  void work_stealing(ChunkRange* ranges) {
+  // Claims and runs chunks until the worker's claimer has none left or the job is stopped.
+  void run(const ScheduleState& state) {
+    const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
+    const std::uint64_t committed_before = committed_;
     const auto announce = [this](UnitSpan s) { this->announce(items_of(s)); };
-    Stealer stealer(ranges, c_.workers, worker_, job_.chunk, announce);
+    Claimer claimer(job_.rule, state, worker_, announce);
+    const bool timed = claimer.measured() || c_.trace != nullptr;
     while (!stopped()) {
-      const UnitSpan s = stealer.next();
-      if (s.empty()) return;
+      const UnitSpan s = claimer.next();
+      if (s.empty()) break;
       const Block b = items_of(s);
-      run_items(b.first, b.last);
+      if (!timed) {
+        run_items(b.first, b.last);
+        continue;
+      }
+      const Clock::time_point start = Clock::now();
+      if (claimer.paced())
+        run_piece(b.first, b.last);
+      else
+        run_items(b.first, b.last);
+      const Clock::time_point end = Clock::now();
+      if (claimer.measured()) claimer.record(s.size(), nanoseconds(end - start));
+      if (c_.trace != nullptr) trace(b, start, end);
+      if (claimer.paced()) check_parent(end);
     }
+    const ClaimCounts counts = claimer.counts();
+    WorkerTally& t = slot_.tally;
+    t.items += committed_ - committed_before;
+    t.chunks += counts.chunks;
+    t.operations += counts.operations;
+    t.steal_attempts += counts.steal_attempts;
+    t.steals += counts.steals;
+    if (c_.statistics) t.busy_nanoseconds += nanoseconds(Clock::now() - started);
   }
 
  private:
+  static std::uint64_t nanoseconds(Clock::duration d) {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  }
+
+  void trace(Block b, Clock::time_point start, Clock::time_point end) {
+    if (slot_.traced >= c_.trace_capacity) return;
+    const auto since_map = [this](Clock::time_point t) {
+      return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count() -
+             c_.map_start_nanoseconds;
+    };
+    c_.trace[std::size_t{worker_} * c_.trace_capacity + slot_.traced++] = {
+        job_.first + static_cast<std::int64_t>(b.first), b.last - b.first, since_map(start),
+        since_map(end) - since_map(start)};
+  }
+
   // PR_SET_PDEATHSIG does not cover a pool made on a thread other than the main one.
   void check_parent(Clock::time_point now) {
     if (now - parent_checked_ < kParentCheck) return;
@@ -154,52 +168,32 @@ class JobRunner {
 
 }  // namespace
 
-Job make_job(const JobCallable& callable, const void* closure, std::int64_t first,
-             std::uint64_t count, Schedule schedule, unsigned workers) {
-  Job job{callable.run, closure, first, count, schedule.kind(), schedule.parameter(), 1};
-  if (schedule.kind() == Schedule::Kind::work_stealing) {
-    job.unit = std::max<std::uint64_t>(1, ceil_div(count, ChunkRange::kMaxUnits));
-    const std::uint64_t units = ceil_div(count, job.unit);
-    job.chunk = job.chunk == 0 ? auto_grain(units, workers)
-                               : std::max<std::uint64_t>(1, ceil_div(job.chunk, job.unit));
-  }
-  return job;
+Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
+             Schedule schedule, unsigned workers) {
+  const std::uint64_t unit = std::max<std::uint64_t>(1, ceil_div(count, ChunkRange::kMaxUnits));
+  const auto units = static_cast<std::uint32_t>(ceil_div(count, unit));
+  return {run, closure, first, count, unit, schedule,
+          make_claim_rule(schedule, units, workers, unit)};
+}
+
+ScheduleState schedule_state(Control& control, ChunkRange* ranges) {
+  return {&control.counter, ranges, control.times};
 }
 
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
-  control.next.store(0, std::memory_order_relaxed);
-  const Job& job = control.job;
+  reset_schedule_state(control.job.rule, schedule_state(control, ranges));
   for (unsigned w = 0; w < control.workers; ++w) {
-    const Block b = job.kind == Schedule::Kind::static_blocks
-                        ? static_block(job.count, control.workers, w)
-                        : Block{0, 0};
     WorkerSlot& s = slots[w];
     s.claim_base.store(commit_count(s.commit.load(std::memory_order_relaxed)),
                        std::memory_order_relaxed);
-    s.claim_first.store(job.first + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
-    s.claim_last.store(job.first + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
-  }
-  if (job.kind != Schedule::Kind::work_stealing) return;
-  const std::uint64_t units = ceil_div(job.count, job.unit);
-  for (unsigned w = 0; w < control.workers; ++w) {
-    const Block b = static_block(units, control.workers, w);
-    ranges[w].reset({static_cast<std::uint32_t>(b.first), static_cast<std::uint32_t>(b.last)});
+    s.claim_first.store(control.job.first, std::memory_order_relaxed);
+    s.claim_last.store(control.job.first, std::memory_order_relaxed);
   }
 }
 
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
                   pid_t parent) {
-  JobRunner runner(control, slots[worker], worker, parent);
-  switch (control.job.kind) {
-    case Schedule::Kind::static_blocks:
-      return runner.static_blocks();
-    case Schedule::Kind::dynamic:
-      return runner.dynamic();
-    case Schedule::Kind::guided:
-      return runner.guided();
-    case Schedule::Kind::work_stealing:
-      return runner.work_stealing(ranges);
-  }
+  JobRunner(control, slots[worker], worker, parent).run(schedule_state(control, ranges));
 }
 
 }  // namespace forkpool::detail

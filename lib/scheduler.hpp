@@ -9,11 +9,14 @@ namespace forkpool::detail {
 
 // The job for `count` items from `first` under `schedule`, with `closure` already in the segment.
 // Requires count < 2^62.
-Job make_job(const JobCallable& callable, const void* closure, std::int64_t first,
-             std::uint64_t count, Schedule schedule, unsigned workers);
+Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
+             Schedule schedule, unsigned workers);
+
+// The shared state of the pool's schedule.
+ScheduleState schedule_state(Control& control, ChunkRange* ranges);
 
 // Parent, before publishing control.job: resets the schedule's shared state and the workers'
-// claims (static_blocks: each worker's block is its claim from the start).
+// claims.
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots);
 
 // Worker `worker`: runs its share of control.job and returns when there is nothing left for it.

@@ -93,16 +93,35 @@ Range range(std::int64_t first, std::int64_t last) {
 Range range(std::int64_t last) { return range(0, last); }
 
 std::string Schedule::name() const {
+  const auto with = [](const char* name, std::size_t p, const char* zero) {
+    return std::string(name) + "(" + (p == 0 && zero ? zero : std::to_string(p)) + ")";
+  };
   switch (kind_) {
     case Kind::static_blocks:
       return "static_blocks";
+    case Kind::static_chunked:
+      return with("static_chunked", parameter_, nullptr);
     case Kind::dynamic:
-      return "dynamic(" + std::to_string(parameter_) + ")";
+      return with("dynamic", parameter_, nullptr);
     case Kind::guided:
-      return "guided(" + std::to_string(parameter_) + ")";
+      return with("guided", parameter_, nullptr);
+    case Kind::trapezoid:
+      return "trapezoid(" + (parameter_ == 0 ? std::string("auto") : std::to_string(parameter_)) +
+             ", " + std::to_string(second_parameter_) + ")";
+    case Kind::factoring:
+      return "factoring";
+    case Kind::fixed_size:
+      return "fixed_size";
+    case Kind::adaptive_factoring:
+      return "adaptive_factoring";
     case Kind::work_stealing:
-      return parameter_ == 0 ? "work_stealing(auto)"
-                             : "work_stealing(" + std::to_string(parameter_) + ")";
+      return with("work_stealing", parameter_, "auto");
+    case Kind::adaptive_stealing:
+      return "adaptive_stealing";
+    case Kind::python:
+      return with("python", parameter_, "auto");
+    case Kind::automatic:
+      return "automatic";
   }
   return "unknown";
 }

@@ -1,5 +1,5 @@
 // libFuzzer target over the scheduler's arithmetic: the chunk-size rules (detail/chunking.hpp),
-// ChunkRange (detail/chunk_range.hpp) and each schedule's claims (detail/claims.hpp).
+// ChunkRange (detail/chunk_range.hpp) and every schedule's claims (detail/claimer.hpp).
 // test_chunking.cpp checks chosen points; this searches the whole parameter space for what those
 // points can miss: a size outside [1, remaining], a wrap-around near 2^62 items or 2^32 units, and
 // a schedule that hands out an index twice, loses one or never finishes. The schedules run on one
@@ -7,6 +7,7 @@
 // the TSan stress tests).
 #include <forkpool/detail/chunk_range.hpp>
 #include <forkpool/detail/chunking.hpp>
+#include <forkpool/detail/claimer.hpp>
 #include <forkpool/detail/claims.hpp>
 
 #include "fuzz_check.hpp"
@@ -18,6 +19,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -27,8 +29,25 @@ using forkpool::detail::auto_grain;
 using forkpool::detail::Block;
 using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkRange;
-using forkpool::detail::claim_dynamic;
-using forkpool::detail::claim_guided;
+using forkpool::Schedule;
+using forkpool::detail::af_chunk;
+using forkpool::detail::af_probe_chunk;
+using forkpool::detail::AfSums;
+using forkpool::detail::automatic_grain;
+using forkpool::detail::ChunkCounter;
+using forkpool::detail::Claimer;
+using forkpool::detail::ClaimRule;
+using forkpool::detail::factoring_chunk;
+using forkpool::detail::fixed_size_chunk;
+using forkpool::detail::ItemTime;
+using forkpool::detail::make_claim_rule;
+using forkpool::detail::python_chunksize;
+using forkpool::detail::reset_schedule_state;
+using forkpool::detail::ScheduleState;
+using forkpool::detail::SharedItemTime;
+using forkpool::detail::trapezoid_chunk;
+using forkpool::detail::trapezoid_rule;
+using forkpool::detail::TrapezoidRule;
 using forkpool::detail::guided_chunk;
 using forkpool::detail::kAutoGrainsPerWorker;
 using forkpool::detail::own_take;
@@ -42,11 +61,10 @@ using u64 = std::uint64_t;
 using u128 = unsigned __int128;  // exact products of two u64
 
 constexpr u64 kMaxU64 = ~u64{0};
+constexpr u64 kMaxU32 = 0xFFFFFFFFu;
 constexpr unsigned kMaxWorkers = 1024;
-constexpr u64 kMaxItems = (u64{1} << 62) - 1;  // the most a map may have (Pool::count)
 // The simulations hand out every chunk, so they keep to sizes that finish in milliseconds.
 constexpr u64 kMaxSimulatedUnits = u64{1} << 20;
-constexpr u64 kMaxDynamicChunks = u64{1} << 12;
 constexpr u64 kMaxStaticParts = 4096;
 
 // A value in [lo, hi] with a uniformly chosen bit length: small cases, where most bugs show, come
@@ -91,6 +109,29 @@ void rules(FuzzedDataProvider& in) {
 
   const u64 grain = auto_grain(remaining, workers);
   CHECK(grain >= 1 && (grain == 1 || u128{grain} * workers * kAutoGrainsPerWorker <= remaining));
+
+  // The self-scheduling rules, for a map of `count` units of which `remaining` are left.
+  const auto count = in.ConsumeIntegralInRange<u64>(remaining, kMaxU32);
+  const auto index = in.ConsumeIntegral<std::uint32_t>();
+  const auto first = in.ConsumeIntegralInRange<u64>(0, kMaxU32);
+  const TrapezoidRule t = trapezoid_rule(count, workers, first, param);
+  CHECK(t.first >= 1 && t.last >= 1 && t.last <= t.first);
+  CHECK(sized(trapezoid_chunk(t, index, remaining)));
+  CHECK(sized(factoring_chunk(count, workers, index, remaining)));
+  const u64 fixed = fixed_size_chunk(count, workers);
+  CHECK(fixed >= 1 && fixed <= std::max<u64>(1, ceil_div(count, workers)));
+  const u64 python = python_chunksize(count, workers);
+  CHECK(python >= 1 && python <= count);
+  CHECK(sized(af_probe_chunk(count, workers, remaining)));
+  // Any estimates, as a worker may publish them (a mean > 0 for the worker itself).
+  AfSums sums;
+  const ItemTime self{static_cast<double>(in.ConsumeIntegralInRange<u64>(1, kMaxU64)) / 1e3,
+                      static_cast<double>(in.ConsumeIntegral<u64>())};
+  sums.add(self);
+  sums.add({static_cast<double>(in.ConsumeIntegral<u64>()) / 1e3,
+            static_cast<double>(in.ConsumeIntegral<u64>())});
+  CHECK(sized(af_chunk(sums, self, remaining)));
+  CHECK(automatic_grain(in.ConsumeIntegral<u64>(), in.ConsumeIntegral<u64>()) >= 1);
 }
 
 // static_block: the parts tile [0, count) in order, the first count % parts one item longer.
@@ -169,49 +210,69 @@ void work_stealing(FuzzedDataProvider& in) {
   check_tiling(spans, base, base + units);
 }
 
-// A counter-based schedule with P claimants, each stopping at its first empty claim. A claim reads
-// nothing but the shared counter, so the claimants are interchangeable and the order of whole
-// claims cannot matter: there is nothing for the input to choose.
-template <class Claim>
-void claims(u64 count, unsigned workers, u64 max_claims, Claim claim) {
-  std::atomic<u64> next{0};
-  std::vector<Block> chunks;
-  unsigned stopped = 0;
-  for (u64 n = 0; stopped < workers; ++n) {
-    CHECK(n < max_claims);
-    const Block b = claim(next);
-    if (b.empty())
-      ++stopped;
-    else
-      chunks.push_back(b);
+// Every schedule as lib/scheduler.cpp runs it, through P Claimers over `units` units; the input
+// picks which worker takes its next step and what each chunk seems to cost (for the adaptive
+// schedules). A worker stops at its first empty chunk.
+void every_schedule(FuzzedDataProvider& in) {
+  const auto workers = static_cast<unsigned>(log_uniform(in, 1, kMaxWorkers));
+  const u64 units = log_uniform(in, 0, kMaxSimulatedUnits);
+  const auto unit = in.ConsumeIntegralInRange<u64>(1, kMaxU64);
+  // Sizes in items, so that make_claim_rule's rounding to units is exercised too; small chunks
+  // only with few units, so that a run stays short.
+  const u64 least = unit > kMaxU64 / 2 ? 1 : std::max<u64>(1, ceil_div(units, 4096) * unit);
+  const auto size = [&] { return in.ConsumeIntegralInRange<u64>(least, kMaxU64); };
+  Schedule schedule = Schedule::static_blocks();
+  switch (in.ConsumeIntegralInRange<int>(0, 11)) {
+    case 0: schedule = Schedule::static_blocks(); break;
+    case 1: schedule = Schedule::static_chunked(size()); break;
+    case 2: schedule = Schedule::dynamic(size()); break;
+    case 3: schedule = Schedule::guided(size()); break;
+    case 4: {
+      const u64 last = size();
+      schedule = Schedule::trapezoid(in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<u64>(last, kMaxU64), last);
+      break;
+    }
+    case 5: schedule = Schedule::factoring(); break;
+    case 6: schedule = Schedule::fixed_size(); break;
+    case 7: schedule = Schedule::adaptive_factoring(); break;
+    case 8: schedule = Schedule::work_stealing(in.ConsumeBool() ? 0 : size()); break;
+    case 9: schedule = Schedule::adaptive_stealing(); break;
+    case 10: schedule = Schedule::python(in.ConsumeBool() ? 0 : size()); break;
+    default: schedule = Schedule::automatic(); break;
   }
-  check_tiling(chunks, 0, count);
-}
-
-void dynamic(FuzzedDataProvider& in) {
-  const auto workers = static_cast<unsigned>(log_uniform(in, 1, kMaxWorkers));
-  const auto count = in.ConsumeIntegralInRange<u64>(0, kMaxItems);
-  const u64 chunk =
-      std::max(in.ConsumeIntegralInRange<u64>(1, kMaxU64), ceil_div(count, kMaxDynamicChunks));
-  claims(count, workers, ceil_div(count, chunk) + workers,
-         [&](std::atomic<u64>& next) { return claim_dynamic(next, count, chunk); });
-}
-
-void guided(FuzzedDataProvider& in) {
-  const auto workers = static_cast<unsigned>(log_uniform(in, 1, kMaxWorkers));
-  const auto count = in.ConsumeIntegralInRange<u64>(0, kMaxItems);
-  const auto min_chunk = in.ConsumeIntegralInRange<u64>(1, kMaxU64);
-  // Each claim takes at least 1/P of what is left, so P ln(count) + 1 <= 43 P + 1 claims take all
-  // of count < 2^62; then each claimant has its empty one.
-  claims(count, workers, u64{45} * workers,
-         [&](std::atomic<u64>& next) { return claim_guided(next, count, workers, min_chunk); });
+  const ClaimRule rule =
+      make_claim_rule(schedule, static_cast<std::uint32_t>(units), workers, unit);
+  ChunkCounter counter;
+  std::vector<ChunkRange> ranges(workers);
+  std::vector<SharedItemTime> times(workers);
+  const ScheduleState state{&counter, ranges.data(), times.data()};
+  reset_schedule_state(rule, state);
+  std::vector<std::unique_ptr<Claimer<>>> claimers;
+  for (unsigned w = 0; w < workers; ++w)
+    claimers.push_back(std::make_unique<Claimer<>>(rule, state, w));
+  std::vector<unsigned> running(workers);
+  std::iota(running.begin(), running.end(), 0u);
+  std::vector<Block> spans;
+  for (u64 step = 0; !running.empty(); ++step) {
+    CHECK(step < units + workers);
+    const auto k = in.ConsumeIntegralInRange<std::size_t>(0, running.size() - 1);
+    Claimer<>& c = *claimers[running[k]];
+    const UnitSpan s = c.next();
+    if (s.empty()) {
+      running.erase(running.begin() + static_cast<std::ptrdiff_t>(k));
+      continue;
+    }
+    spans.push_back({s.first, s.last});
+    if (c.measured()) c.record(s.size(), in.ConsumeIntegral<std::uint32_t>());
+  }
+  check_tiling(spans, 0, units);
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   FuzzedDataProvider in(data, size);
-  switch (in.ConsumeIntegralInRange<int>(0, 5)) {
+  switch (in.ConsumeIntegralInRange<int>(0, 4)) {
     case 0:
       rules(in);
       break;
@@ -225,10 +286,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       work_stealing(in);
       break;
     case 4:
-      dynamic(in);
-      break;
-    case 5:
-      guided(in);
+      every_schedule(in);
       break;
   }
   return 0;

@@ -9,6 +9,7 @@
 // successful claims of one unit).
 #include <forkpool/detail/chunk_range.hpp>
 #include <forkpool/detail/chunking.hpp>
+#include <forkpool/detail/claimer.hpp>
 #include <forkpool/detail/claims.hpp>
 
 #include <gtest/gtest.h>
@@ -26,8 +27,14 @@ namespace {
 using forkpool::detail::auto_grain;
 using forkpool::detail::Block;
 using forkpool::detail::ChunkRange;
-using forkpool::detail::claim_dynamic;
-using forkpool::detail::claim_guided;
+using forkpool::Schedule;
+using forkpool::detail::ChunkCounter;
+using forkpool::detail::Claimer;
+using forkpool::detail::ClaimRule;
+using forkpool::detail::make_claim_rule;
+using forkpool::detail::reset_schedule_state;
+using forkpool::detail::ScheduleState;
+using forkpool::detail::SharedItemTime;
 using forkpool::detail::static_block;
 using forkpool::detail::Steal;
 using forkpool::detail::Stealer;
@@ -277,26 +284,29 @@ TEST(ChunkRangeStress, RawTakeAndStealNeverOverlap) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The shared-counter schedules: claim_dynamic and claim_guided.
+// Every schedule, through detail::Claimer, as JobRunner::run in lib/scheduler.cpp drives it.
 
-void run_counter_round(bool guided, unsigned P, std::uint64_t count, std::uint64_t param) {
-  SCOPED_TRACE(std::string(guided ? "guided(" : "dynamic(") + std::to_string(param) + "), P " +
-               std::to_string(P) + ", count " + std::to_string(count));
+void run_claimer_round(Schedule schedule, unsigned P, std::uint32_t count) {
+  SCOPED_TRACE(schedule.name() + ", P " + std::to_string(P) + ", count " + std::to_string(count));
   Counters counters(count);
-  std::atomic<std::uint64_t> next{0};
+  const ClaimRule rule = make_claim_rule(schedule, count, P, 1);
+  ChunkCounter counter;
+  std::vector<ChunkRange> ranges(P);
+  std::vector<SharedItemTime> times(P);
+  const ScheduleState state{&counter, ranges.data(), times.data()};
+  reset_schedule_state(rule, state);
   StartGate gate;
   std::vector<std::thread> threads;
   for (unsigned w = 0; w < P; ++w)
-    threads.emplace_back([&] {
+    threads.emplace_back([&, w] {
       gate.wait();
-      const auto run_items = [&](std::uint64_t lo, std::uint64_t hi) {
-        for (std::uint64_t i = lo; i < hi; ++i) counters.hit(i);
-      };
+      Claimer claimer(rule, state, w);
       for (;;) {
-        const Block b =
-            guided ? claim_guided(next, count, P, param) : claim_dynamic(next, count, param);
-        if (b.empty()) return;
-        run_items(b.first, b.last);
+        const UnitSpan s = claimer.next();
+        if (s.empty()) return;
+        for (std::uint64_t i = s.first; i < s.last; ++i) counters.hit(i);
+        // Worker w's items seem to cost w + 1 times as much: the adaptive rules see unequal rates.
+        if (claimer.measured()) claimer.record(s.size(), s.size() * 100 * (w + 1));
       }
     });
   gate.open();
@@ -304,15 +314,21 @@ void run_counter_round(bool guided, unsigned P, std::uint64_t count, std::uint64
   EXPECT_EQ(counters.faults(), "");
 }
 
-TEST(ChunkRangeStress, SharedCounterSchedulesClaimEveryItemOnce) {
+TEST(ChunkRangeStress, EveryScheduleClaimsEveryItemOnce) {
+  const Schedule schedules[] = {
+      Schedule::static_blocks(),      Schedule::static_chunked(3), Schedule::dynamic(1),
+      Schedule::dynamic(64),          Schedule::guided(3),         Schedule::trapezoid(),
+      Schedule::trapezoid(50, 5),     Schedule::factoring(),       Schedule::fixed_size(),
+      Schedule::adaptive_factoring(), Schedule::work_stealing(),   Schedule::work_stealing(7),
+      Schedule::adaptive_stealing(),  Schedule::python(),          Schedule::python(5),
+      Schedule::automatic()};
   for (int rep = 0; rep < kRepeats; ++rep)
-    for (bool guided : {false, true})
+    for (const Schedule& s : schedules)
       for (unsigned P : {1u, 2u, 4u, 8u})
-        for (std::uint64_t count : {0u, 1u, 2u, 7u, 1000u, 100003u})
-          for (std::uint64_t param : {1u, 3u, 64u}) {
-            run_counter_round(guided, P, count, param);
-            if (HasFailure()) return;
-          }
+        for (std::uint32_t count : {0u, 1u, 2u, 7u, 1000u, 100003u}) {
+          run_claimer_round(s, P, count);
+          if (HasFailure()) return;
+        }
 }
 
 }  // namespace

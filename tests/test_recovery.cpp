@@ -796,8 +796,11 @@ using forkpool::detail::lost_candidates;
 using forkpool::detail::LostSpan;
 using forkpool::detail::SlotState;
 
-Job job_of(Schedule::Kind kind, std::int64_t first, std::uint64_t count, std::uint64_t unit = 1) {
-  return Job{nullptr, nullptr, first, count, kind, 1, unit};
+Job job_of(Schedule s, std::int64_t first, std::uint64_t count, std::uint64_t unit = 1,
+           unsigned workers = 2) {
+  const auto units = static_cast<std::uint32_t>(forkpool::detail::ceil_div(count, unit));
+  return Job{nullptr, nullptr, first, count, unit, s,
+             forkpool::detail::make_claim_rule(s, units, workers, unit)};
 }
 
 std::vector<std::pair<std::int64_t, std::int64_t>> spans(const std::vector<LostSpan>& v) {
@@ -813,7 +816,7 @@ Spans spans(const std::optional<std::vector<LostSpan>>& v) {
 }
 
 TEST(LostItems, TheUncommittedRestOfTheClaim) {
-  const Job job = job_of(Schedule::Kind::dynamic, 1000, 100);
+  const Job job = job_of(Schedule::dynamic(10), 1000, 100);
   // Claimed [1040, 1050) with 5 items committed before; 8 now: 3 of the chunk are done.
   const std::vector<SlotState> slots{{1040, 1050, 5, 8, {0, 0}}, {1060, 1070, 0, 30, {0, 0}}};
   const std::vector<unsigned> dead{0};
@@ -827,7 +830,7 @@ TEST(LostItems, TheUncommittedRestOfTheClaim) {
 }
 
 TEST(LostItems, UnclaimedItemsWhenEveryWorkerDied) {
-  const Job job = job_of(Schedule::Kind::guided, 0, 100);
+  const Job job = job_of(Schedule::guided(), 0, 100);
   const std::vector<SlotState> slots{{20, 40, 0, 10, {0, 0}}, {40, 60, 0, 0, {0, 0}}};
   EXPECT_EQ(spans(lost_candidates(job, 60, slots, std::vector<unsigned>{0, 1})),
             (Spans{{30, 40}, {40, 60}, {60, 100}}));
@@ -839,22 +842,49 @@ TEST(LostItems, UnclaimedItemsWhenEveryWorkerDied) {
 
 TEST(LostItems, UnitsLeftInADeadWorkersRange) {
   // Work stealing in units of 4 items: units [5, 7) are items [20, 28), the last unit cut at 26.
-  const Job job = job_of(Schedule::Kind::work_stealing, 0, 26, 4);
+  const Job job = job_of(Schedule::work_stealing(), 0, 26, 4);
   const std::vector<SlotState> slots{{0, 0, 0, 0, {5, 7}}};
   EXPECT_EQ(spans(lost_candidates(job, 0, slots, std::vector<unsigned>{0})), (Spans{{20, 26}}));
 }
 
+TEST(LostItems, TheRestOfADeadWorkersStaticChunks) {
+  // static_chunked(3) over [100, 120) with 2 workers: worker 1 owns [103, 106), [109, 112),
+  // [115, 118). It committed 4 items: all of its first chunk and one of its second.
+  const Job job = job_of(Schedule::static_chunked(3), 100, 20);
+  const std::vector<SlotState> slots{{100, 100, 0, 0, {0, 0}}, {100, 100, 0, 4, {0, 0}}};
+  const auto lost = lost_candidates(job, 0, slots, std::vector<unsigned>{1});
+  EXPECT_EQ(spans(lost), (Spans{{110, 112}, {115, 118}}));
+  for (const LostSpan& l : lost) EXPECT_TRUE(l.certain);
+  // static_blocks: worker 0 owns [100, 110) and committed 7 of them.
+  const Job blocks = job_of(Schedule::static_blocks(), 100, 20);
+  const std::vector<SlotState> seven{{100, 100, 0, 7, {0, 0}}};
+  EXPECT_EQ(spans(lost_candidates(blocks, 0, seven, std::vector<unsigned>{0})),
+            (Spans{{107, 110}}));
+}
+
+TEST(LostItems, SpansLostForSureAreAlwaysPartOfTheLoss) {
+  // [0, 10) is lost for sure; of the others, only [20, 25) adds up to the 15 items missing.
+  const std::vector<LostSpan> c{{0, 10, 0, true}, {10, 13, 1, false}, {20, 25, 2, false}};
+  EXPECT_EQ(spans(exact_loss(c, 15)), (Spans{{0, 10}, {20, 25}}));
+  EXPECT_FALSE(exact_loss(c, 9));  // fewer missing than lost for sure: inconsistent
+  // Many spans lost for sure do not count against the subset search's limit.
+  std::vector<LostSpan> many;
+  for (std::int64_t i = 0; i < 100; ++i) many.push_back({i * 10, i * 10 + 5, 0, true});
+  many.push_back({2000, 2003, 1, false});
+  EXPECT_EQ(exact_loss(many, 503)->size(), 101u);
+}
+
 TEST(LostItems, ExactLossPicksTheOneSetThatAddsUp) {
-  const std::vector<LostSpan> c{{0, 10, 0}, {10, 13, 1}, {20, 25, 2}};
+  const std::vector<LostSpan> c{{0, 10, 0, false}, {10, 13, 1, false}, {20, 25, 2, false}};
   EXPECT_EQ(spans(exact_loss(c, 13)), (Spans{{0, 10}, {10, 13}}));
   EXPECT_EQ(spans(exact_loss(c, 18)), (Spans{{0, 10}, {10, 13}, {20, 25}}));
   EXPECT_TRUE(exact_loss(c, 0)->empty());
   EXPECT_FALSE(exact_loss(c, 4));  // no set adds up: do not guess
   // Two sets add up to 10: ambiguous, so no answer.
-  const std::vector<LostSpan> twins{{0, 10, 0}, {50, 60, 1}};
+  const std::vector<LostSpan> twins{{0, 10, 0, false}, {50, 60, 1, false}};
   EXPECT_FALSE(exact_loss(twins, 10));
   // Overlapping candidates are never both lost.
-  const std::vector<LostSpan> overlap{{0, 10, 0}, {5, 12, 1}, {30, 32, 2}};
+  const std::vector<LostSpan> overlap{{0, 10, 0, false}, {5, 12, 1, false}, {30, 32, 2, false}};
   EXPECT_EQ(spans(exact_loss(overlap, 12)), (Spans{{0, 10}, {30, 32}}));
   EXPECT_FALSE(exact_loss(overlap, 17));  // only [0, 10) and [5, 12) add up to 17
 }

@@ -25,6 +25,7 @@
 #include <forkpool/detail/closures.hpp>
 #include <forkpool/detail/segment.hpp>
 #include <forkpool/schedule.hpp>
+#include <forkpool/stats.hpp>
 
 #include <sys/types.h>
 
@@ -118,6 +119,13 @@ struct Options {
   // A deadline for each map, for_each and map_reduce: past it the call throws Timeout, and the
   // workers still running it are killed and replaced. Zero means none.
   std::chrono::nanoseconds timeout{0};
+  // Time each worker's share of every map for Pool::last_stats() (two clock reads per worker and
+  // map). The item, chunk and steal counts are kept either way.
+  bool statistics = true;
+  // Record every chunk each worker runs (its items and when it ran, two clock reads a chunk), up
+  // to trace_capacity chunks per worker, in last_stats().chunks.
+  bool trace_chunks = false;
+  std::size_t trace_capacity = 4096;
 };
 
 // An array of trivially copyable T in a pool's shared segment: the workers see it at the same
@@ -292,6 +300,11 @@ class Pool {
   // async-signal-safe): each worker stops after its current items, about a millisecond later at
   // most for items faster than that, and the map throws Cancelled. Does nothing when no map runs.
   void cancel() noexcept;
+
+  // What the last map, map_reduce or for_each on this pool did: per worker items, chunks, steals,
+  // busy and idle time; makespan, imbalance and scheduling operations (stats.hpp). Also after a
+  // map that threw. Empty before the first map.
+  const MapStats& last_stats() const;
 
  private:
   struct Impl;

@@ -45,40 +45,44 @@
 
 namespace forkpool::detail {
 
-// The next size_for(R) of the R items left on the shared counter `next` (1 <= size <= R); empty
-// when none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be
-// announced before it is taken (see NoAnnounce).
-template <class SizeFor, class Announce>
-Block claim_from_counter(std::atomic<std::uint64_t>& next, std::uint64_t count, SizeFor size_for,
-                         Announce announce) noexcept {
-  std::uint64_t lo = next.load(std::memory_order_relaxed);
-  while (lo < count) {
-    const Block b{lo, lo + size_for(count - lo)};
-    announce(b);
-    if (next.compare_exchange_weak(lo, b.last, std::memory_order_release,
-                                   std::memory_order_relaxed))
-      return b;
+// The shared counter of the self-scheduling schedules, in one 64-bit word: the next unclaimed
+// unit in the low 32 bits, the number of chunks claimed so far in the high 32 (the chunk index
+// that TSS and FAC2 need; it saturates, which no rule notices: both have reached their smallest
+// chunk long before 2^32 chunks). One compare-and-swap claims a chunk and counts it.
+class ChunkCounter {
+ public:
+  static constexpr std::uint32_t kMaxIndex = 0xFFFFFFFFu;
+
+  void reset() noexcept { word_.store(0, std::memory_order_relaxed); }
+  std::uint32_t next_unit() const noexcept {
+    return static_cast<std::uint32_t>(word_.load(std::memory_order_relaxed));
   }
-  return {count, count};
-}
 
-// dynamic(chunk): the next `chunk` items of `count`.
-template <class Announce = NoAnnounce>
-Block claim_dynamic(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t chunk,
-                    Announce announce = {}) noexcept {
-  return claim_from_counter(
-      next, count, [chunk](std::uint64_t left) { return std::min(chunk, left); }, announce);
-}
+  // Claims the next size_for(index, R) of the R units left of `units` (1 <= size <= R); empty
+  // when none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be
+  // announced before it is taken (see NoAnnounce).
+  template <class SizeFor, class Announce = NoAnnounce>
+  [[nodiscard]] UnitSpan claim(std::uint32_t units, SizeFor size_for,
+                               Announce announce = {}) noexcept {
+    std::uint64_t seen = word_.load(std::memory_order_relaxed);
+    for (;;) {
+      const auto next = static_cast<std::uint32_t>(seen);
+      const auto index = static_cast<std::uint32_t>(seen >> 32);
+      if (next >= units) return {units, units};
+      const auto n = static_cast<std::uint32_t>(size_for(std::uint64_t{index}, units - next));
+      const UnitSpan taken{next, next + n};
+      announce(taken);
+      const std::uint64_t after =
+          taken.last | std::uint64_t{index == kMaxIndex ? index : index + 1} << 32;
+      if (word_.compare_exchange_weak(seen, after, std::memory_order_release,
+                                      std::memory_order_relaxed))
+        return taken;
+    }
+  }
 
-// guided(min_chunk): ceil(R / P) of the R items left, at least min_chunk.
-template <class Announce = NoAnnounce>
-Block claim_guided(std::atomic<std::uint64_t>& next, std::uint64_t count, std::uint64_t workers,
-                   std::uint64_t min_chunk, Announce announce = {}) noexcept {
-  return claim_from_counter(
-      next, count,
-      [workers, min_chunk](std::uint64_t left) { return guided_chunk(left, workers, min_chunk); },
-      announce);
-}
+ private:
+  std::atomic<std::uint64_t> word_{0};
+};
 
 // One worker's side of work stealing over the P workers' ranges.
 template <class Announce = NoAnnounce>
@@ -94,15 +98,24 @@ class Stealer {
         sticky_(self),
         rng_(0x9E3779B97F4A7C15ull * (self + 1)) {}
 
-  // The next chunk of units for this worker, from its own range or stolen into it; empty once
-  // every range is empty.
-  [[nodiscard]] UnitSpan next() noexcept {
+  // The next chunk of units for this worker, take(R) of the R units left in its own range, from
+  // the front, after stealing into it if it is empty; empty once every range is empty.
+  // work_stealing takes own_take(R, grain).
+  template <class Take>
+  [[nodiscard]] UnitSpan next(Take take) noexcept {
     for (;;) {
-      const UnitSpan mine = ranges_[self_].take_front(
-          [g = grain_](std::uint64_t r) { return own_take(r, g); }, announce_);
+      const UnitSpan mine = ranges_[self_].take_front(take, announce_);
       if (!mine.empty() || !steal()) return mine;
     }
   }
+  [[nodiscard]] UnitSpan next() noexcept {
+    return next([g = grain_](std::uint64_t r) { return own_take(r, g); });
+  }
+
+  // The smallest part of a victim's range this worker steals (unless the victim has less).
+  void set_grain(std::uint64_t grain) noexcept { grain_ = grain; }
+  std::uint64_t steal_attempts() const noexcept { return steal_attempts_; }
+  std::uint64_t steals() const noexcept { return steals_; }
 
  private:
   // Moves part of another worker's range into this worker's (empty) range. One or more passes
@@ -119,7 +132,9 @@ class Stealer {
         const unsigned v = k == 0 ? sticky_ : (start + k) % workers_;
         if (v == self_) continue;
         const StealResult r = ranges_[v].steal_back(amount, announce_);
+        steal_attempts_ += r.outcome != Steal::empty;
         if (r.outcome == Steal::success) {
+          ++steals_;
           ranges_[self_].reset(r.span);
           sticky_ = v;
           return true;
@@ -137,6 +152,8 @@ class Stealer {
   std::uint64_t grain_;
   unsigned sticky_;
   std::uint64_t rng_;
+  std::uint64_t steal_attempts_ = 0;  // compare-and-swaps on a victim's range
+  std::uint64_t steals_ = 0;          // the ones that took units
 };
 
 }  // namespace forkpool::detail
