@@ -93,11 +93,13 @@ class Schedule {
   // Exactly Python's Pool.map: chunks of `chunksize` items handed to whichever worker is free;
   // chunksize = 0 means Python's default, ceil(N / (4P)).
   static Schedule python(std::size_t chunksize = 0) { return Schedule(Kind::python, chunksize); }
-  // Chooses from what it measures. Each worker starts as adaptive_stealing does, and times its
-  // first pieces; from the rate it sets the grain, the smallest part a thief may take from it,
-  // to the items of about 20 microseconds (at least 1), so that a steal always moves work worth
-  // far more than the steal costs. A map that costs less than a piece per worker runs as
-  // static_blocks: nobody has anything left to steal.
+  // Chooses from what it measures. Each worker starts as adaptive_stealing does, on its own
+  // block, claiming pieces of about a millisecond at the rate it measures (the first piece is one
+  // item, each next one at most 4 times larger). From that rate it sets its grain, the smallest
+  // part it takes when it steals, to the items of about 20 microseconds: cheap items are never
+  // stolen a few at a time (a steal would cost more than it saves), and costly ones can be
+  // stolen one by one. An even map is claimed in a few pieces per millisecond of work and an
+  // uneven one is balanced to within about a millisecond.
   static Schedule automatic() { return Schedule(Kind::automatic); }
 
   Kind kind() const noexcept { return kind_; }

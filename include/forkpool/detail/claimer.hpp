@@ -197,7 +197,7 @@ class Claimer {
 
   template <class SizeFor>
   UnitSpan from_counter(SizeFor size_for) {
-    const UnitSpan s = state_.counter->claim(rule_.units, size_for, announce_);
+    const UnitSpan s = state_.counter->claim(rule_.units, size_for, announce_, counter_guess_);
     return s.first >= s.last ? UnitSpan{0, 0} : s;
   }
 
@@ -218,7 +218,8 @@ class Claimer {
   ClaimCounts counts_;
   CountingAnnounce announce_;
   Stealer<CountingAnnounce> stealer_;
-  std::uint64_t taken_ = 0;  // static kinds: chunks taken so far
+  std::uint64_t counter_guess_ = 0;  // the counter's word after this worker's last claim
+  std::uint64_t taken_ = 0;          // static kinds: chunks taken so far
   std::uint64_t piece_ = 1;  // paced kinds: units of the next piece
   ItemTimer timer_;
 };

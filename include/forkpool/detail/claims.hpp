@@ -1,29 +1,37 @@
 // The scheduler: how the workers of a pool share out one map, with no lock anywhere. These are
-// the claim operations each schedule's workers run; they touch nothing but the shared atomics,
-// so the thread-based stress tests (tests/test_chunk_range_stress.cpp, under TSan) run exactly
-// the code the worker processes run. lib/scheduler.cpp drives them for a job.
+// the claim operations each schedule's workers run (detail::Claimer in claimer.hpp picks them for
+// a schedule); they touch nothing but the shared atomics, so the thread-based stress tests
+// (tests/test_chunk_range_stress.cpp, under TSan) run exactly the code the worker processes run,
+// and the simulator (lib/simulator.cpp) runs it too. lib/scheduler.cpp drives them for a job.
 //
-// A map is the index range [first, first + count). Every schedule hands out half-open chunks of
-// it; each chunk is claimed by exactly one worker, once.
+// A map is the index range [first, first + count), cut into at most 2^32 - 1 units (one item
+// each unless the map is larger). Every schedule hands out half-open chunks of units; each chunk
+// is claimed by exactly one worker, once. The chunk sizes are the pure rules of chunking.hpp.
 //
-//  static_blocks  Worker w runs block w of P near-equal contiguous blocks (static_block()).
-//  dynamic(c)     Self-scheduling: one shared counter, a CAS taking c items per chunk
-//                 (claim_dynamic).
-//  guided(m)      GSS (Polychronopoulos & Kuck, IEEE Trans. Computers 1987): a CAS loop on the
-//                 shared counter takes max(m, ceil(R / P)) of the R items left (claim_guided).
-//  work_stealing  Each worker owns a ChunkRange, initialised to its static block (in units).
-//                 It takes chunks from the front (own_take(): 1/8 of what is left, at least the
-//                 grain) and, when its range is empty, steals the back half of a victim's
-//                 (steal-half, Hendler & Shavit, PODC 2002), moves it into its own range, and
-//                 goes on from there; its own range is then stealable in turn (Stealer). Victims:
-//                 the last victim that paid off first (sticky), then every other worker from a
-//                 random start (as in taskflow's executor and rayon). A worker stops when one pass
-//                 over all the others finds every range empty and no CAS was lost to contention.
-//                 Units only leave ranges, and a stolen range is invisible only while it moves
-//                 from the victim's word to the thief's, where the thief itself runs it; so a
-//                 worker that stops early can only leave work to a worker that is still running.
-//                 The split is on demand: a range is cut only when a thief comes for it, so a
-//                 uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
+//  static_blocks,  Nothing shared: worker w runs block w of P near-equal blocks, or chunks
+//  static_chunked  w, w + P, w + 2P, ... of c units (static_block(), static_chunk()).
+//  self-scheduling dynamic, python, fixed_size (constant chunks), guided (GSS), trapezoid (TSS),
+//                  factoring (FAC2), adaptive_factoring (AF): one shared ChunkCounter, whose
+//                  word holds the next unit and the number of chunks claimed so far (TSS and
+//                  FAC2 size a chunk by its index). A claim is one CAS of the word, sized by
+//                  the rule from (index, units left) and, for AF, the workers' published
+//                  estimates of their items' mean and variance (Banicescu & Liu 2000).
+//  work stealing   work_stealing, adaptive_stealing, automatic: each worker owns a ChunkRange,
+//                  initialised to its static block. It takes chunks from the front
+//                  (work_stealing: own_take(), 1/8 of what is left, at least the grain;
+//                  adaptive_stealing and automatic: only the piece it is about to run, about a
+//                  millisecond of work at the rate it measured, so the range is cut only when a
+//                  thief comes for it: rayon's thief splitting, oneTBB's auto partitioner) and,
+//                  when its range is empty, steals the back half of a victim's (steal-half,
+//                  Hendler & Shavit, PODC 2002), moves it into its own range, and goes on from
+//                  there; its own range is then stealable in turn (Stealer). Victims: the last
+//                  victim that paid off first (sticky), then every other worker from a random
+//                  start (as in taskflow's executor and rayon). A worker stops when one pass over
+//                  all the others finds every range empty and no CAS was lost to contention.
+//                  Units only leave ranges, and a stolen range is invisible only while it moves
+//                  from the victim's word to the thief's, where the thief itself runs it; so a
+//                  worker that stops early can only leave work to a worker that is still running.
+//                  A uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
 //
 // Every claim announces the span it is about to take just before its CAS (NoAnnounce in
 // chunk_range.hpp): the pool records it, which is how it finds the items a dead worker lost.
@@ -61,10 +69,16 @@ class ChunkCounter {
   // Claims the next size_for(index, R) of the R units left of `units` (1 <= size <= R); empty
   // when none are left. A compare-and-swap rather than a fetch_add, so that the chunk can be
   // announced before it is taken (see NoAnnounce).
+  //
+  // `guess` is a value the word had (0 at the job's start; the caller passes back what the last
+  // claim returned in it), tried without reading the word first: a load then a compare-and-swap
+  // moves the cache line between workers twice (shared, then exclusive), a compare-and-swap alone
+  // once, and when the guess is stale the failed one returns the fresh value with the line, so the
+  // retry usually succeeds at once. The word only grows, so a guess that says "none left" is true.
   template <class SizeFor, class Announce = NoAnnounce>
-  [[nodiscard]] UnitSpan claim(std::uint32_t units, SizeFor size_for,
-                               Announce announce = {}) noexcept {
-    std::uint64_t seen = word_.load(std::memory_order_relaxed);
+  [[nodiscard]] UnitSpan claim(std::uint32_t units, SizeFor size_for, Announce announce,
+                               std::uint64_t& guess) noexcept {
+    std::uint64_t seen = guess;
     for (;;) {
       const auto next = static_cast<std::uint32_t>(seen);
       const auto index = static_cast<std::uint32_t>(seen >> 32);
@@ -75,9 +89,17 @@ class ChunkCounter {
       const std::uint64_t after =
           taken.last | std::uint64_t{index == kMaxIndex ? index : index + 1} << 32;
       if (word_.compare_exchange_weak(seen, after, std::memory_order_release,
-                                      std::memory_order_relaxed))
+                                      std::memory_order_relaxed)) {
+        guess = after;
         return taken;
+      }
     }
+  }
+  template <class SizeFor, class Announce = NoAnnounce>
+  [[nodiscard]] UnitSpan claim(std::uint32_t units, SizeFor size_for,
+                               Announce announce = {}) noexcept {
+    std::uint64_t guess = word_.load(std::memory_order_relaxed);
+    return claim(units, size_for, announce, guess);
   }
 
  private:
