@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The project's two everyday commands. Installs the Debian packages it needs when missing.
+# The project's everyday commands. Installs the Debian packages it needs when missing.
 #   ./dev.sh run EXAMPLE [ARGS...]   build and run one of examples/ (pool, pool_pids, ...)
 #   ./dev.sh test                    build everything; run the test suite, the benchmarks' smoke
 #                                    runs, the test suite again under ASan+UBSan, the thread
 #                                    stress tests under ThreadSanitizer, and the libFuzzer targets
 #                                    for 20 s each
+#   ./dev.sh report [OUTDIR]         run bench_strategies (3 repetitions, a few minutes) and
+#                                    trace_chunks; write report.md, strategies.png and chunks.png
+#                                    into OUTDIR (default bench/reports/) with bench/report.py
+#                                    (its inputs stay in build/default/bench/)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # clang and libclang-rt-dev (libFuzzer's runtime, which clang only recommends) for the fuzz preset.
-packages=(cmake make g++ clang libclang-rt-dev libboost-dev libgtest-dev libbenchmark-dev)
+# libtbb-dev and python3-matplotlib for the comparison with oneTBB and the plots of ./dev.sh report.
+packages=(cmake make g++ clang libclang-rt-dev libboost-dev libgtest-dev libbenchmark-dev libtbb-dev
+          python3-matplotlib)
 
 install_missing() {
   local missing=()
@@ -50,8 +56,28 @@ case "${1:-}" in
     cmake --build --preset fuzz -j"$jobs"
     ctest --preset fuzz
     ;;
+  report)
+    out=${2:-bench/reports}
+    install_missing
+    cmake --preset default >/dev/null
+    cmake --build --preset default -j"$jobs" --target bench_strategies trace_chunks
+    # The raw results stay with the build (the trace is megabytes); report.py reruns on them.
+    results=build/default/bench/strategies.json
+    trace=build/default/bench/trace_heavytail.csv
+    # Repetitions interleaved at random: a burst of load from other processes then falls on
+    # every system alike, not on a run of neighbours (bench_strategies forks before any thread).
+    ./build/default/bench/bench_strategies --benchmark_repetitions=3 \
+      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+      --benchmark_out="$results" --benchmark_out_format=json
+    ./build/default/bench/trace_chunks --workload=heavytail --out="$trace"
+    # The Debian python3, which has python3-matplotlib: a pyenv or virtualenv python3 earlier on
+    # PATH may not.
+    python=/usr/bin/python3
+    [ -x "$python" ] || python=python3
+    "$python" bench/report.py "$results" --trace "$trace" --trace-workload heavytail --out "$out"
+    ;;
   *)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

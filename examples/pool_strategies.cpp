@@ -25,11 +25,11 @@ std::uint64_t rising_cost(std::int64_t i) {
 int main() {
   using forkpool::Schedule;
   forkpool::Pool pool(forkpool::Options{.processes = 2});
-  for (const Schedule s : {Schedule::static_blocks(), Schedule::dynamic(16), Schedule::guided(),
-                           Schedule::factoring(), Schedule::work_stealing(),
-                           Schedule::automatic()}) {
-    const std::uint64_t sum = pool.map_reduce(rising_cost, forkpool::range(10000),
-                                              std::uint64_t{0}, std::plus<>(), s);
+  for (const Schedule s :
+       {Schedule::static_blocks(), Schedule::dynamic(16), Schedule::guided(), Schedule::factoring(),
+        Schedule::work_stealing(), Schedule::automatic()}) {
+    const std::uint64_t sum =
+        pool.map_reduce(rising_cost, forkpool::range(10000), std::uint64_t{0}, std::plus<>(), s);
     const forkpool::MapStats& stats = pool.last_stats();
     std::printf("%-20s makespan %7.2f ms  imbalance %.3f  chunks %5llu  steals %3llu  (sum %llx)\n",
                 s.name().c_str(), static_cast<double>(stats.makespan.count()) / 1e6,

@@ -42,7 +42,7 @@ struct TaskErrorSlot {
 //
 // What a worker did in a map, for Pool::last_stats().
 struct WorkerTally {
-  std::uint64_t items, chunks, operations, steal_attempts, steals, busy_nanoseconds;
+  std::uint64_t chunks, operations, steal_attempts, steals, busy_nanoseconds;
 };
 
 // One chunk a worker ran, when the map is traced (Options::trace_chunks); times from the map's
@@ -91,7 +91,8 @@ struct Control {
   explicit Control(unsigned workers) : workers(workers) {}
 
   const unsigned workers;
-  Job job{nullptr, nullptr, 0, 0, 1, Schedule::static_blocks(), {}};  // written by the parent before it bumps `generation`
+  Job job{nullptr, nullptr, 0, 0, 1, Schedule::static_blocks(),
+          {}};  // written by the parent before it bumps `generation`
 
   // Bumped (release) by the parent to publish a job or the shutdown; futex word for idle workers.
   alignas(64) std::atomic<std::uint32_t> generation{0};

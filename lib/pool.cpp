@@ -365,8 +365,14 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
   for (unsigned round = 0;; ++round) {
     Unfinished u;
     for (const detail::LostSpan& span : todo) {
-      const detail::Job job = detail::make_job(map_job.run, map_job.closure, span.first,
-                                               span.size(), map_job.schedule, workers);
+      // A strided span keeps the map's unit, so that its chunks are the map's chunks.
+      const detail::Job job =
+          span.stride > 1 ? detail::make_job(map_job.run, map_job.closure, span.first,
+                                             static_cast<std::uint64_t>(span.last - span.first),
+                                             Schedule::static_chunked(span.chunk), workers,
+                                             map_job.unit, span.stride)
+                          : detail::make_job(map_job.run, map_job.closure, span.first, span.size(),
+                                             map_job.schedule, workers);
       run_job(job, deadline);
       if (!deaths.empty()) {
         std::vector<detail::SlotState> states;
@@ -406,19 +412,22 @@ void Pool::Impl::start_statistics() {
 }
 
 // After a map, with every worker finished or dead: the tallies they published become last_stats.
-void Pool::Impl::collect_statistics(const detail::Job& map_job,
-                                    Clock::duration makespan) noexcept {
+void Pool::Impl::collect_statistics(const detail::Job& map_job, Clock::duration makespan) noexcept {
   try {
     MapStats m;
     m.schedule = map_job.schedule;
     m.makespan = std::chrono::duration_cast<std::chrono::nanoseconds>(makespan);
     std::chrono::nanoseconds busiest{0}, total_busy{0};
     for (unsigned w = 0; w < workers; ++w) {
+      // A slot's commit count covers every process that ran in it during the map, a worker
+      // that died included; its tally, only the jobs its processes finished.
       const detail::WorkerTally& t = slots[w].tally;
+      const std::uint64_t items =
+          detail::commit_count(slots[w].commit.load(std::memory_order_acquire));
       const std::chrono::nanoseconds busy{t.busy_nanoseconds};
-      m.workers.push_back({t.items, t.chunks, t.steal_attempts, t.steals, busy,
+      m.workers.push_back({items, t.chunks, t.steal_attempts, t.steals, busy,
                            std::max(std::chrono::nanoseconds::zero(), m.makespan - busy)});
-      m.items += t.items;
+      m.items += items;
       m.scheduling_operations += t.operations;
       busiest = std::max(busiest, busy);
       total_busy += busy;
@@ -432,9 +441,9 @@ void Pool::Impl::collect_statistics(const detail::Job& map_job,
       }
     }
     if (total_busy.count() > 0)
-      m.imbalance = static_cast<double>(busiest.count()) * workers /
-                        static_cast<double>(total_busy.count()) -
-                    1;
+      m.imbalance =
+          static_cast<double>(busiest.count()) * workers / static_cast<double>(total_busy.count()) -
+          1;
     std::sort(m.chunks.begin(), m.chunks.end(),
               [](const ChunkRecord& a, const ChunkRecord& b) { return a.start < b.start; });
     stats = std::move(m);
@@ -500,6 +509,9 @@ void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_jo
   } else {
     const detail::LostSpan& first = u.lost.front();
     what += death_of(first.worker) + " while running items " + items(first.first, first.last);
+    if (first.stride > 1)
+      what += " (one chunk of " + std::to_string(first.chunk) + " items in every " +
+              std::to_string(first.stride) + ")";
     if (u.lost.size() > 1) what += " (and " + std::to_string(u.lost.size() - 1) + " more spans)";
     what += "; they had been run " +
             (options.retries == 0 ? "once" : std::to_string(options.retries + 1) + " times") +
@@ -734,13 +746,22 @@ void Pool::check_array_size(std::size_t n, std::size_t element_size, const char*
 
 const std::shared_ptr<detail::Segment>& Pool::segment() const { return impl_->segment; }
 
-const MapStats& Pool::last_stats() const { return impl_->stats; }
+MapStats Pool::last_stats() const {
+  if (!impl_) return {};
+  const std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
+}
 
 std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   const std::uint64_t n = count(r);
-  if (n == 0) return std::vector<unsigned>(size(), 0);
   Impl& p = *impl_;
   const std::lock_guard lock(p.mutex);
+  if (n == 0) {
+    p.stats = MapStats{};
+    p.stats.schedule = s;
+    p.stats.workers.resize(p.workers);
+    return std::vector<unsigned>(p.workers, 0);
+  }
   if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
   p.check_idle_workers();
 

@@ -51,21 +51,32 @@ bool range_kind(Schedule::Kind k) {
 }
 
 // Static schedules: worker w runs its own chunks in order, so the first `done` items of them are
-// finished and every other one is lost.
+// finished and every other one is lost: the rest of chunk k, then chunks k + 1, k + 2, ... of the
+// worker, which are every (P * stride)-th chunk of the job from chunk k + 1's start.
 void add_static_rest(const Job& job, unsigned w, std::uint64_t done, std::vector<LostSpan>& out) {
   const ClaimRule& rule = job.rule;
-  for (std::uint64_t k = 0;; ++k) {
-    const Block u = rule.kind == Schedule::Kind::static_blocks
-                        ? (k == 0 ? static_block(rule.units, rule.workers, w) : Block{1, 0})
-                        : static_chunk(rule.units, rule.chunk, rule.workers, w, k);
-    if (u.empty()) return;
-    const Block b{u.first * job.unit, std::min(job.count, u.last * job.unit)};
-    const std::uint64_t skip = std::min(done, b.last - b.first);
-    done -= skip;
-    if (b.first + skip < b.last)
-      out.push_back({job.first + static_cast<std::int64_t>(b.first + skip),
-                     job.first + static_cast<std::int64_t>(b.last), w, true});
+  const auto item = [&job](std::uint64_t unit) { return std::min(job.count, unit * job.unit); };
+  const auto at = [&job](std::uint64_t offset) {
+    return job.first + static_cast<std::int64_t>(offset);
+  };
+  if (rule.kind == Schedule::Kind::static_blocks) {
+    const Block u = static_block(rule.units, rule.workers, w);
+    if (item(u.first) + done < item(u.last))
+      out.push_back({at(item(u.first) + done), at(item(u.last)), w, true});
+    return;
   }
+  // Every chunk of the worker but its last is a full one.
+  const std::uint64_t chunk_items = rule.chunk * job.unit;
+  const std::uint64_t k = done / chunk_items;
+  const Block u = static_chunk(rule.units, rule.chunk, rule.workers, w, k, rule.chunk_stride);
+  if (u.empty()) return;
+  if (item(u.first) + done % chunk_items < item(u.last))
+    out.push_back({at(item(u.first) + done % chunk_items), at(item(u.last)), w, true});
+  const Block later =
+      static_chunk(rule.units, rule.chunk, rule.workers, w, k + 1, rule.chunk_stride);
+  if (!later.empty())
+    out.push_back({at(item(later.first)), at(job.count), w, true, chunk_items,
+                   rule.workers * rule.chunk_stride});
 }
 
 }  // namespace

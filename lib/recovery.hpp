@@ -12,7 +12,9 @@
 //  - the shared counter (self-scheduling): items nobody claimed, when every worker died. Lost
 //    for sure.
 //  - static_blocks and static_chunked: the worker's own chunks, in order, past its commit count.
-//    Lost for sure.
+//    Lost for sure. They are the rest of the chunk it was running and then one strided span, the
+//    worker's later chunks, run again as one static_chunked job with a chunk stride, not as one
+//    job per chunk.
 // No other item can be lost: an item leaves the shared state only through a claim, and a claim
 // is announced before it takes effect.
 //
@@ -21,12 +23,15 @@
 // must count each item exactly once. Each worker's commit count is exact (a piece counts in the
 // count and in the partial together, or not at all), so the parent knows how many items are
 // missing: the count of the map minus the sum of the commits. The lost items are the candidates
-// lost for sure plus the one set of disjoint other candidates whose sizes add up to the rest; false candidates are rare (a worker has
-// to die between an announce and a failed CAS), and if two sets fit, the map fails rather than
-// guess. Whatever happens, a map_reduce returns only when the commits add up to the map's count.
+// lost for sure plus the one set of disjoint other candidates whose sizes add up to the rest; false
+// candidates are rare (a worker has to die between an announce and a failed CAS), and if two sets
+// fit, the map fails rather than guess. Whatever happens, a map_reduce returns only when the
+// commits add up to the map's count.
 #pragma once
 
 #include "control.hpp"
+
+#include <forkpool/detail/chunking.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -36,12 +41,24 @@
 namespace forkpool::detail {
 
 // Items [first, last) of a map, lost or possibly lost when worker `worker` died.
+// With a stride s > 1, only some of them: the chunks of `chunk` items from `first`, every s-th
+// (the 0th, the s-th, ...): the rest of a dead static_chunked worker's chunks.
 struct LostSpan {
   std::int64_t first;
   std::int64_t last;
   unsigned worker;
   bool certain;  // lost for sure, not only possibly
-  std::uint64_t size() const { return static_cast<std::uint64_t>(last - first); }
+  std::uint64_t chunk = 0;
+  std::uint64_t stride = 1;
+
+  std::uint64_t size() const {
+    const auto n = static_cast<std::uint64_t>(last - first);
+    if (stride <= 1) return n;
+    const std::uint64_t slots = ceil_div(n, chunk);
+    const std::uint64_t items = ceil_div(slots, stride) * chunk;
+    // The last chunk of the span is short, and one of these when stride divides slots - 1.
+    return (slots - 1) % stride == 0 ? items - (slots * chunk - n) : items;
+  }
 };
 
 // What a worker slot holds after the job, read by the parent.

@@ -99,7 +99,6 @@ class JobRunner {
   // Claims and runs chunks until the worker's claimer has none left or the job is stopped.
   void run(const ScheduleState& state) {
     const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
-    const std::uint64_t committed_before = committed_;
     const auto announce = [this](UnitSpan s) { this->announce(items_of(s)); };
     Claimer claimer(job_.rule, state, worker_, announce);
     const bool timed = claimer.measured() || c_.trace != nullptr;
@@ -123,7 +122,6 @@ class JobRunner {
     }
     const ClaimCounts counts = claimer.counts();
     WorkerTally& t = slot_.tally;
-    t.items += committed_ - committed_before;
     t.chunks += counts.chunks;
     t.operations += counts.operations;
     t.steal_attempts += counts.steal_attempts;
@@ -133,7 +131,8 @@ class JobRunner {
 
  private:
   static std::uint64_t nanoseconds(Clock::duration d) {
-    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
   }
 
   void trace(Block b, Clock::time_point start, Clock::time_point end) {
@@ -169,11 +168,13 @@ class JobRunner {
 }  // namespace
 
 Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
-             Schedule schedule, unsigned workers) {
-  const std::uint64_t unit = std::max<std::uint64_t>(1, ceil_div(count, ChunkRange::kMaxUnits));
+             Schedule schedule, unsigned workers, std::uint64_t unit, std::uint64_t chunk_stride) {
+  if (unit == 0) unit = std::max<std::uint64_t>(1, ceil_div(count, ChunkRange::kMaxUnits));
   const auto units = static_cast<std::uint32_t>(ceil_div(count, unit));
-  return {run, closure, first, count, unit, schedule,
-          make_claim_rule(schedule, units, workers, unit)};
+  Job job{
+      run, closure, first, count, unit, schedule, make_claim_rule(schedule, units, workers, unit)};
+  job.rule.chunk_stride = chunk_stride;
+  return job;
 }
 
 ScheduleState schedule_state(Control& control, ChunkRange* ranges) {

@@ -9,8 +9,11 @@ namespace forkpool::detail {
 
 // The job for `count` items from `first` under `schedule`, with `closure` already in the segment.
 // Requires count < 2^62.
+// unit = 0 picks the unit from count; a chunk_stride > 1 runs only every chunk_stride-th chunk
+// of a static_chunked schedule (recovery.hpp).
 Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
-             Schedule schedule, unsigned workers);
+             Schedule schedule, unsigned workers, std::uint64_t unit = 0,
+             std::uint64_t chunk_stride = 1);
 
 // The shared state of the pool's schedule.
 ScheduleState schedule_state(Control& control, ChunkRange* ranges);

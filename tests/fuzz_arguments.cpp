@@ -1,5 +1,5 @@
 // libFuzzer target over the public argument checks that run before anything forks: range(), the
-// Schedule factories with Schedule::name(), and Pool with no processes or more than
+// Schedule factories of every kind with Schedule::name(), and Pool with no processes or more than
 // max_processes(). Each must take exactly its valid arguments and otherwise throw
 // std::invalid_argument whose message names the argument, so that users can tell which one of
 // theirs was wrong. No valid Pool is built here: that would fork on every input.
@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 namespace {
 
@@ -84,6 +85,48 @@ void schedules(FuzzedDataProvider& in) {
   CHECK(s.kind() == Schedule::Kind::work_stealing && s.parameter() == n &&
         s.name() == (n == 0 ? "work_stealing(auto)" : "work_stealing(" + value + ")") &&
         s == Schedule::work_stealing(n));
+
+  const auto chunked_error = invalid_argument([&] { s = Schedule::static_chunked(n); });
+  if (n == 0)
+    CHECK(chunked_error && contains(*chunked_error, "static_chunked") &&
+          contains(*chunked_error, "chunk"));
+  else
+    CHECK(!chunked_error && s.kind() == Schedule::Kind::static_chunked && s.parameter() == n &&
+          s.second_parameter() == 0 && s.name() == "static_chunked(" + value + ")" &&
+          s != Schedule::dynamic(n));
+
+  s = Schedule::python(n);
+  CHECK(s.kind() == Schedule::Kind::python && s.parameter() == n && s.second_parameter() == 0 &&
+        s.name() == (n == 0 ? "python(auto)" : "python(" + value + ")") &&
+        s != Schedule::work_stealing(n));
+
+  // trapezoid(first, last = n): last >= 1, and first is 0 (N / 2P) or at least last.
+  const auto first = in.ConsumeIntegral<std::size_t>();
+  const std::string first_value = std::to_string(first);
+  const auto trapezoid_error = invalid_argument([&] { s = Schedule::trapezoid(first, n); });
+  if (n == 0)
+    CHECK(trapezoid_error && contains(*trapezoid_error, "trapezoid") &&
+          contains(*trapezoid_error, "last"));
+  else if (first != 0 && first < n)
+    CHECK(trapezoid_error && contains(*trapezoid_error, "first = " + first_value) &&
+          contains(*trapezoid_error, "last = " + value));
+  else
+    CHECK(!trapezoid_error && s.kind() == Schedule::Kind::trapezoid && s.parameter() == first &&
+          s.second_parameter() == n &&
+          s.name() ==
+              "trapezoid(" + (first == 0 ? std::string("auto") : first_value) + ", " + value + ")");
+
+  // The kinds without parameters.
+  for (const auto& [made, kind, name] :
+       {std::tuple{Schedule::factoring(), Schedule::Kind::factoring, "factoring"},
+        std::tuple{Schedule::fixed_size(), Schedule::Kind::fixed_size, "fixed_size"},
+        std::tuple{Schedule::adaptive_factoring(), Schedule::Kind::adaptive_factoring,
+                   "adaptive_factoring"},
+        std::tuple{Schedule::adaptive_stealing(), Schedule::Kind::adaptive_stealing,
+                   "adaptive_stealing"},
+        std::tuple{Schedule::automatic(), Schedule::Kind::automatic, "automatic"}})
+    CHECK(made.kind() == kind && made.parameter() == 0 && made.second_parameter() == 0 &&
+          made.name() == name);
 }
 
 void pools(FuzzedDataProvider& in) {

@@ -25,36 +25,36 @@
 
 namespace {
 
-using forkpool::detail::auto_grain;
-using forkpool::detail::Block;
-using forkpool::detail::ceil_div;
-using forkpool::detail::ChunkRange;
 using forkpool::Schedule;
 using forkpool::detail::af_chunk;
 using forkpool::detail::af_probe_chunk;
 using forkpool::detail::AfSums;
+using forkpool::detail::auto_grain;
 using forkpool::detail::automatic_grain;
+using forkpool::detail::Block;
+using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkCounter;
+using forkpool::detail::ChunkRange;
 using forkpool::detail::Claimer;
 using forkpool::detail::ClaimRule;
 using forkpool::detail::factoring_chunk;
 using forkpool::detail::fixed_size_chunk;
+using forkpool::detail::guided_chunk;
 using forkpool::detail::ItemTime;
+using forkpool::detail::kAutoGrainsPerWorker;
 using forkpool::detail::make_claim_rule;
+using forkpool::detail::own_take;
 using forkpool::detail::python_chunksize;
 using forkpool::detail::reset_schedule_state;
 using forkpool::detail::ScheduleState;
 using forkpool::detail::SharedItemTime;
-using forkpool::detail::trapezoid_chunk;
-using forkpool::detail::trapezoid_rule;
-using forkpool::detail::TrapezoidRule;
-using forkpool::detail::guided_chunk;
-using forkpool::detail::kAutoGrainsPerWorker;
-using forkpool::detail::own_take;
 using forkpool::detail::static_block;
 using forkpool::detail::Steal;
 using forkpool::detail::steal_amount;
 using forkpool::detail::Stealer;
+using forkpool::detail::trapezoid_chunk;
+using forkpool::detail::trapezoid_rule;
+using forkpool::detail::TrapezoidRule;
 using forkpool::detail::UnitSpan;
 
 using u64 = std::uint64_t;
@@ -223,22 +223,45 @@ void every_schedule(FuzzedDataProvider& in) {
   const auto size = [&] { return in.ConsumeIntegralInRange<u64>(least, kMaxU64); };
   Schedule schedule = Schedule::static_blocks();
   switch (in.ConsumeIntegralInRange<int>(0, 11)) {
-    case 0: schedule = Schedule::static_blocks(); break;
-    case 1: schedule = Schedule::static_chunked(size()); break;
-    case 2: schedule = Schedule::dynamic(size()); break;
-    case 3: schedule = Schedule::guided(size()); break;
+    case 0:
+      schedule = Schedule::static_blocks();
+      break;
+    case 1:
+      schedule = Schedule::static_chunked(size());
+      break;
+    case 2:
+      schedule = Schedule::dynamic(size());
+      break;
+    case 3:
+      schedule = Schedule::guided(size());
+      break;
     case 4: {
       const u64 last = size();
-      schedule = Schedule::trapezoid(in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<u64>(last, kMaxU64), last);
+      schedule = Schedule::trapezoid(
+          in.ConsumeBool() ? 0 : in.ConsumeIntegralInRange<u64>(last, kMaxU64), last);
       break;
     }
-    case 5: schedule = Schedule::factoring(); break;
-    case 6: schedule = Schedule::fixed_size(); break;
-    case 7: schedule = Schedule::adaptive_factoring(); break;
-    case 8: schedule = Schedule::work_stealing(in.ConsumeBool() ? 0 : size()); break;
-    case 9: schedule = Schedule::adaptive_stealing(); break;
-    case 10: schedule = Schedule::python(in.ConsumeBool() ? 0 : size()); break;
-    default: schedule = Schedule::automatic(); break;
+    case 5:
+      schedule = Schedule::factoring();
+      break;
+    case 6:
+      schedule = Schedule::fixed_size();
+      break;
+    case 7:
+      schedule = Schedule::adaptive_factoring();
+      break;
+    case 8:
+      schedule = Schedule::work_stealing(in.ConsumeBool() ? 0 : size());
+      break;
+    case 9:
+      schedule = Schedule::adaptive_stealing();
+      break;
+    case 10:
+      schedule = Schedule::python(in.ConsumeBool() ? 0 : size());
+      break;
+    default:
+      schedule = Schedule::automatic();
+      break;
   }
   const ClaimRule rule =
       make_claim_rule(schedule, static_cast<std::uint32_t>(units), workers, unit);

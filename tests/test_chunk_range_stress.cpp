@@ -24,11 +24,11 @@
 
 namespace {
 
+using forkpool::Schedule;
 using forkpool::detail::auto_grain;
 using forkpool::detail::Block;
-using forkpool::detail::ChunkRange;
-using forkpool::Schedule;
 using forkpool::detail::ChunkCounter;
+using forkpool::detail::ChunkRange;
 using forkpool::detail::Claimer;
 using forkpool::detail::ClaimRule;
 using forkpool::detail::make_claim_rule;

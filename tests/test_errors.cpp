@@ -43,10 +43,8 @@ using forkpool::SegmentFull;
 using forkpool::TaskError;
 using Clock = std::chrono::steady_clock;
 
-const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1),
-                                  Schedule::dynamic(7),      Schedule::guided(),
-                                  Schedule::guided(5),       Schedule::work_stealing(),
-                                  Schedule::work_stealing(3)};
+// Every kind of schedule (test_util.hpp).
+const auto& kAllSchedules = forkpool_test::kEverySchedule;
 
 using forkpool_test::catch_as;
 using forkpool_test::map_works;

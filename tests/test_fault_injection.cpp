@@ -10,9 +10,9 @@
 //      _exit(3) inside f at a random item, once, twice or on every run; SIGKILL from a thread of
 //      the parent to a random worker at a random moment (alone, or on top of a SIGKILL inside f);
 //      an endless loop inside f on a pool with Options::timeout; Pool::cancel() from a thread of
-//      the parent. On pools of 1 to 4 workers with retries 0, 1 or 2, random schedules and ranges,
-//      and every map kind (map, map over a span, map_reduce over both, for_each). Prints a summary
-//      table.
+//      the parent. On pools of 1 to 4 workers with retries 0, 1 or 2, random schedules of every
+//      kind, random ranges, and every map kind (map, map over a span, map_reduce over both,
+//      for_each). Prints a summary table.
 //  FaultProperties.RandomKillPatternsGiveExactResults  100 random cases of 0-3 workers killed
 //      once each: every index's map result, the item count and the closed-form sum are exact,
 //      and every item finishes at least once (exactly once when no worker died).
@@ -120,19 +120,40 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
 
 std::uint64_t base_seed() { return env_number("FORKPOOL_FAULT_SEED", kDefaultSeed); }
 
+// A schedule of any kind, with random parameters where it has some.
 Schedule random_schedule(Rng& rng) {
   static const std::size_t chunks[] = {1, 3, 7, 64, 1000};
   static const std::size_t mins[] = {1, 2, 5, 100};
-  static const std::size_t grains[] = {0, 1, 3, 16, 500};
-  switch (rng.below(4)) {
+  static const std::size_t grains[] = {0, 1, 3, 16, 500};  // 0: automatic
+  static const std::size_t firsts[] = {0, 10, 100, 1000};  // 0: N / 2P
+  static const std::size_t lasts[] = {1, 2, 10};
+  switch (rng.below(12)) {
     case 0:
       return Schedule::static_blocks();
     case 1:
       return Schedule::dynamic(chunks[rng.below(std::size(chunks))]);
     case 2:
       return Schedule::guided(mins[rng.below(std::size(mins))]);
-    default:
+    case 3:
       return Schedule::work_stealing(grains[rng.below(std::size(grains))]);
+    case 4:
+      return Schedule::static_chunked(chunks[rng.below(std::size(chunks))]);
+    case 5: {
+      const std::size_t first = firsts[rng.below(std::size(firsts))];  // never below a last
+      return Schedule::trapezoid(first, lasts[rng.below(std::size(lasts))]);
+    }
+    case 6:
+      return Schedule::factoring();
+    case 7:
+      return Schedule::fixed_size();
+    case 8:
+      return Schedule::adaptive_factoring();
+    case 9:
+      return Schedule::adaptive_stealing();
+    case 10:
+      return Schedule::python(grains[rng.below(std::size(grains))]);
+    default:
+      return Schedule::automatic();
   }
 }
 
@@ -1196,6 +1217,43 @@ TEST(FaultProperties, RandomKillPatternsGiveExactResults) {
       describe(leaks).c_str());
   EXPECT_GT(kills_fired, 0);
   EXPECT_EQ(leaks.total(), 0) << describe(leaks);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Regressions found by the runs above
+
+// FORKPOOL_FAULT_SEED=1, FaultProperties case 31: static_chunked(1) on 2 workers over 38078
+// items, 3 workers killed, hung (more than kHangAfter). A dead worker of a static_chunked map
+// leaves every one of its remaining chunks lost, each a separate span, and the spans are retried
+// one job at a time, each a full round trip to the workers (about 15 us on an idle machine): a
+// worker dying at the start of a map of 4 x 10^6 items in chunks of 1 leaves 2 x 10^6 one-item
+// jobs, half a minute. Whatever the chunk size, the retry of one death must not hang
+// (kHangAfter, as for every map of this file); the map itself takes a few milliseconds.
+TEST(FaultRegressions, ADeadStaticChunkedWorkersRestIsRetriedWithoutHanging) {
+  no_core_dumps();
+  Pool pool(Options{.processes = 2,
+                    .schedule = Schedule::static_chunked(1),
+                    .segment_bytes = kSegmentBytes,
+                    .retries = 1,
+                    .timeout = kHangAfter});
+  auto armed = pool.shared_array<std::uint32_t>(1);
+  armed[0] = 1;
+  const std::int64_t n = 4000000;
+  try {
+    const auto out = pool.map(
+        [armed = armed.data()](std::int64_t i) {
+          if (i == 0 && std::atomic_ref<std::uint32_t>(*armed).exchange(0) == 1) raise(SIGKILL);
+          return i;
+        },
+        forkpool::range(n));
+    ASSERT_EQ(out.size(), static_cast<std::size_t>(n));
+    for (std::int64_t k = 0; k < n; ++k) ASSERT_EQ(out[static_cast<std::size_t>(k)], k);
+  } catch (const Timeout& e) {
+    ADD_FAILURE() << "hang: the retry of worker 0's remaining chunks ran past "
+                  << kHangAfter.count() << " s (" << e.what() << ")";
+  }
+  EXPECT_EQ(armed[0], 0u);  // the worker did die
+  EXPECT_TRUE(forkpool_test::map_works(pool));
 }
 
 }  // namespace

@@ -33,10 +33,8 @@ using forkpool::Options;
 using forkpool::Pool;
 using forkpool::Schedule;
 
-const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1),
-                                  Schedule::dynamic(7),      Schedule::guided(),
-                                  Schedule::guided(5),       Schedule::work_stealing(),
-                                  Schedule::work_stealing(3)};
+// Every kind of schedule (test_util.hpp).
+const auto& kAllSchedules = forkpool_test::kEverySchedule;
 
 using forkpool_test::schedule_test_name;
 
@@ -92,6 +90,14 @@ inline void record(std::uint32_t* counts, std::int32_t* who, std::int64_t stride
 
 class MapEverySchedule : public ::testing::TestWithParam<std::tuple<Schedule, unsigned>> {};
 
+// The sizes each map is checked at on a pool of p workers: the edges around p, then one large
+// map. The large map has a million items on a pool of 3 (many chunks, pieces and steals) and
+// 10^5 on the other pool sizes: every schedule x pool size with a million items would take
+// most of the binary's time budget.
+std::vector<std::int64_t> map_sizes(std::int64_t p) {
+  return {0, 1, 2, p - 1, p, p + 1, p == 3 ? 1000003 : 100003};
+}
+
 TEST_P(MapEverySchedule, EachIndexExactlyOnceInOrder) {
   const auto [schedule, P] = GetParam();
   // The pool's default schedule is the one under test: map() without a schedule uses it.
@@ -100,7 +106,7 @@ TEST_P(MapEverySchedule, EachIndexExactlyOnceInOrder) {
   ASSERT_EQ(pool.options().schedule, schedule);
 
   const std::int64_t p = P;
-  const std::int64_t sizes[] = {0, 1, 2, p - 1, p, p + 1, 1000003};
+  const auto sizes = map_sizes(p);
   for (std::int64_t n : sizes)
     for (std::int64_t first : {std::int64_t{-5}, std::int64_t{0}, -(std::int64_t{1} << 40)}) {
       if (n > p + 1 && first != -5) continue;  // the big size once
@@ -123,7 +129,7 @@ TEST_P(MapEverySchedule, ForEachRunsEachIndexExactlyOnce) {
   const auto [schedule, P] = GetParam();
   Pool pool(P);  // default schedule; the one under test is passed explicitly
   const std::int64_t p = P;
-  const std::int64_t sizes[] = {0, 1, 2, p - 1, p, p + 1, 1000003};
+  const auto sizes = map_sizes(p);
   for (std::int64_t n : sizes) {
     SCOPED_TRACE("n " + std::to_string(n));
     const std::int64_t first = -5 - n % 2;  // -5 or -6
@@ -142,7 +148,7 @@ TEST_P(MapEverySchedule, MapReduceMatchesASequentialFold) {
   const auto [schedule, P] = GetParam();
   Pool pool(P);
   const std::int64_t p = P;
-  const std::int64_t sizes[] = {0, 1, 2, p - 1, p, p + 1, 1000003};
+  const auto sizes = map_sizes(p);
   for (std::int64_t n : sizes) {
     SCOPED_TRACE("n " + std::to_string(n));
     const std::int64_t first = -5;
@@ -180,6 +186,12 @@ TEST_P(MapEverySchedule, ExplicitScheduleOverridesThePoolDefault) {
       ASSERT_EQ(tally.who[static_cast<std::size_t>(k)], w) << "item " << k;
     }
   }
+  if (schedule.kind() == Schedule::Kind::static_chunked) {
+    // So are static chunks: chunk k / c goes to worker (k / c) mod P.
+    const auto c = static_cast<std::int64_t>(schedule.parameter());
+    for (std::int64_t k = 0; k < n; ++k)
+      ASSERT_EQ(tally.who[static_cast<std::size_t>(k)], (k / c) % P) << "item " << k;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, MapEverySchedule,
@@ -213,16 +225,13 @@ TEST_P(EveryWorkerTakesPart, WithEnoughWork) {
   for (unsigned w = 0; w < P; ++w) EXPECT_GT(per_worker[w], 0) << "worker " << w << " ran nothing";
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Balancing, EveryWorkerTakesPart,
-    ::testing::Combine(::testing::Values(Schedule::static_blocks(), Schedule::dynamic(1),
-                                         Schedule::dynamic(7), Schedule::work_stealing(),
-                                         Schedule::work_stealing(3)),
-                       ::testing::Values(2u, 3u, 4u)),
-    [](const ::testing::TestParamInfo<EveryWorkerTakesPart::ParamType>& info) {
-      return schedule_test_name(std::get<0>(info.param)) + "_P" +
-             std::to_string(std::get<1>(info.param));
-    });
+INSTANTIATE_TEST_SUITE_P(Balancing, EveryWorkerTakesPart,
+                         ::testing::Combine(::testing::ValuesIn(kAllSchedules),
+                                            ::testing::Values(2u, 3u, 4u)),
+                         [](const ::testing::TestParamInfo<EveryWorkerTakesPart::ParamType>& info) {
+                           return schedule_test_name(std::get<0>(info.param)) + "_P" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 // ---------------------------------------------------------------------------------------------
 // Inputs: vectors, spans, arrays and shared arrays of structs.

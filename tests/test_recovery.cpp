@@ -47,10 +47,8 @@ using forkpool_test::map_works;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-const Schedule kAllSchedules[] = {Schedule::static_blocks(), Schedule::dynamic(1),
-                                  Schedule::dynamic(7),      Schedule::guided(),
-                                  Schedule::guided(5),       Schedule::work_stealing(),
-                                  Schedule::work_stealing(3)};
+// Every kind of schedule (test_util.hpp).
+const auto& kAllSchedules = forkpool_test::kEverySchedule;
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -799,7 +797,12 @@ using forkpool::detail::SlotState;
 Job job_of(Schedule s, std::int64_t first, std::uint64_t count, std::uint64_t unit = 1,
            unsigned workers = 2) {
   const auto units = static_cast<std::uint32_t>(forkpool::detail::ceil_div(count, unit));
-  return Job{nullptr, nullptr, first, count, unit, s,
+  return Job{nullptr,
+             nullptr,
+             first,
+             count,
+             unit,
+             s,
              forkpool::detail::make_claim_rule(s, units, workers, unit)};
 }
 
@@ -853,8 +856,17 @@ TEST(LostItems, TheRestOfADeadWorkersStaticChunks) {
   const Job job = job_of(Schedule::static_chunked(3), 100, 20);
   const std::vector<SlotState> slots{{100, 100, 0, 0, {0, 0}}, {100, 100, 0, 4, {0, 0}}};
   const auto lost = lost_candidates(job, 0, slots, std::vector<unsigned>{1});
-  EXPECT_EQ(spans(lost), (Spans{{110, 112}, {115, 118}}));
+  // The rest of [109, 112), then one strided span: every 2nd chunk of 3 from 115, i.e. [115, 118).
+  EXPECT_EQ(spans(lost), (Spans{{110, 112}, {115, 120}}));
   for (const LostSpan& l : lost) EXPECT_TRUE(l.certain);
+  ASSERT_EQ(lost.size(), 2u);
+  EXPECT_EQ(lost[1].chunk, 3u);
+  EXPECT_EQ(lost[1].stride, 2u);
+  EXPECT_EQ(lost[1].size(), 3u);
+  // A strided span's size: chunks of 4 from 0 to 22 (the last one short), every 3rd: [0, 4),
+  // [12, 16); every 5th: [0, 4) and [20, 22).
+  EXPECT_EQ((LostSpan{0, 22, 0, true, 4, 3}.size()), 8u);
+  EXPECT_EQ((LostSpan{0, 22, 0, true, 4, 5}.size()), 6u);
   // static_blocks: worker 0 owns [100, 110) and committed 7 of them.
   const Job blocks = job_of(Schedule::static_blocks(), 100, 20);
   const std::vector<SlotState> seven{{100, 100, 0, 7, {0, 0}}};

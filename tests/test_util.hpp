@@ -49,6 +49,53 @@ inline std::string schedule_test_name(const forkpool::Schedule& s) {
   return name;
 }
 
+// Every kind of schedule, with its defaults and with explicit parameters: the pool tests run
+// every map, map_reduce, for_each, recovery, error and statistics test against each of them.
+// Test_chunking.cpp checks that every Schedule::Kind is here.
+inline const forkpool::Schedule kEverySchedule[] = {forkpool::Schedule::static_blocks(),
+                                                    forkpool::Schedule::static_chunked(3),
+                                                    forkpool::Schedule::dynamic(1),
+                                                    forkpool::Schedule::dynamic(7),
+                                                    forkpool::Schedule::guided(),
+                                                    forkpool::Schedule::guided(5),
+                                                    forkpool::Schedule::trapezoid(),
+                                                    forkpool::Schedule::trapezoid(50, 5),
+                                                    forkpool::Schedule::factoring(),
+                                                    forkpool::Schedule::fixed_size(),
+                                                    forkpool::Schedule::adaptive_factoring(),
+                                                    forkpool::Schedule::work_stealing(),
+                                                    forkpool::Schedule::work_stealing(3),
+                                                    forkpool::Schedule::adaptive_stealing(),
+                                                    forkpool::Schedule::python(),
+                                                    forkpool::Schedule::python(5),
+                                                    forkpool::Schedule::automatic()};
+
+// Whether every chunk of `s` is claimed from the shared counter (self-scheduling), from the
+// workers' ranges (work stealing), or decided before the map (static).
+inline bool counter_schedule(const forkpool::Schedule& s) {
+  using K = forkpool::Schedule::Kind;
+  switch (s.kind()) {
+    case K::dynamic:
+    case K::guided:
+    case K::trapezoid:
+    case K::factoring:
+    case K::fixed_size:
+    case K::adaptive_factoring:
+    case K::python:
+      return true;
+    default:
+      return false;
+  }
+}
+inline bool stealing_schedule(const forkpool::Schedule& s) {
+  using K = forkpool::Schedule::Kind;
+  return s.kind() == K::work_stealing || s.kind() == K::adaptive_stealing ||
+         s.kind() == K::automatic;
+}
+inline bool static_schedule(const forkpool::Schedule& s) {
+  return !counter_schedule(s) && !stealing_schedule(s);
+}
+
 // A map whose result is easy to check; returns whether it was right.
 inline bool map_works(forkpool::Pool& pool, std::int64_t n = 10000) {
   const auto out = pool.map([](std::int64_t i) { return i * i; }, forkpool::range(n));

@@ -303,8 +303,8 @@ class Pool {
 
   // What the last map, map_reduce or for_each on this pool did: per worker items, chunks, steals,
   // busy and idle time; makespan, imbalance and scheduling operations (stats.hpp). Also after a
-  // map that threw. Empty before the first map.
-  const MapStats& last_stats() const;
+  // map that threw. Empty before the first map. A copy: another thread may start the next map.
+  MapStats last_stats() const;
 
  private:
   struct Impl;

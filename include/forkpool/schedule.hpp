@@ -70,8 +70,8 @@ class Schedule {
   // variance sigma_i^2 of its items' run time as it goes, and claims
   //   C_i = (D + 2TR - sqrt(D^2 + 4DTR)) / (2 mu_i),  D = sum_j sigma_j^2 / mu_j,
   //   T = (sum_j 1 / mu_j)^-1,
-  // over the workers j measured so far. Until it has measured two chunks, a worker claims probe
-  // chunks of ceil(N / (64 P)) items.
+  // over all P workers, the ones not measured yet taken to be like the average measured one.
+  // Until it has measured two chunks, a worker claims probe chunks of ceil(N / (64 P)) items.
   static Schedule adaptive_factoring() { return Schedule(Kind::adaptive_factoring); }
 
   // ---- Work stealing: every worker owns a range; idle workers steal from the others.
@@ -96,9 +96,9 @@ class Schedule {
   // Chooses from what it measures. Each worker starts as adaptive_stealing does, on its own
   // block, claiming pieces of about a millisecond at the rate it measures (the first piece is one
   // item, each next one at most 4 times larger). From that rate it sets its grain, the smallest
-  // part it takes when it steals, to the items of about 20 microseconds: cheap items are never
-  // stolen a few at a time (a steal would cost more than it saves), and costly ones can be
-  // stolen one by one. An even map is claimed in a few pieces per millisecond of work and an
+  // part of its range a thief may take, to its items of about 20 microseconds: cheap items are
+  // never stolen a few at a time (a steal would cost more than it saves), and costly ones can
+  // be stolen one by one. An even map is claimed in a few pieces per millisecond of work and an
   // uneven one is balanced to within about a millisecond.
   static Schedule automatic() { return Schedule(Kind::automatic); }
 
@@ -118,8 +118,8 @@ class Schedule {
 
   static std::size_t positive(std::size_t value, const char* schedule, const char* argument) {
     if (value == 0)
-      throw std::invalid_argument(std::string("forkpool::Schedule::") + schedule + ": " +
-                                  argument + " must be >= 1");
+      throw std::invalid_argument(std::string("forkpool::Schedule::") + schedule + ": " + argument +
+                                  " must be >= 1");
     return value;
   }
 

@@ -12,7 +12,9 @@
 namespace forkpool {
 
 struct WorkerStats {
-  std::uint64_t items = 0;           // items this worker ran (and committed)
+  // Items run in this worker slot, by its process and by any that died in it during the map
+  // (the items it committed: after a map that threw, the piece that threw counts too).
+  std::uint64_t items = 0;
   std::uint64_t chunks = 0;          // chunks it claimed
   std::uint64_t steal_attempts = 0;  // compare-and-swaps on another worker's range
   std::uint64_t steals = 0;          // the ones that took work

@@ -53,12 +53,14 @@ constexpr Block static_block(std::uint64_t count, std::uint64_t parts, std::uint
 }
 
 // Worker w's k-th chunk under static_chunked(chunk): chunk k * P + w of the map's chunks of
-// `chunk`; empty past the end.
+// `chunk`; empty past the end. With a `stride` s > 1, only every s-th chunk of the map is dealt
+// out (chunk (k * P + w) * s): the rest of a dead worker's chunks, run again (recovery.hpp).
 constexpr Block static_chunk(std::uint64_t count, std::uint64_t chunk, std::uint64_t workers,
-                             std::uint64_t w, std::uint64_t k) {
-  const std::uint64_t chunks = ceil_div(count, chunk);
-  const std::uint64_t i = k * workers + w;
-  if (k >= chunks || i >= chunks) return {count, count};
+                             std::uint64_t w, std::uint64_t k, std::uint64_t stride = 1) {
+  const std::uint64_t lane = ceil_div(ceil_div(count, chunk), stride);  // chunks dealt out
+  const std::uint64_t j = k * workers + w;
+  if (k >= lane || j >= lane) return {count, count};
+  const std::uint64_t i = j * stride;
   return {i * chunk, std::min(count, i * chunk + chunk)};
 }
 
@@ -175,10 +177,19 @@ constexpr std::uint64_t af_probe_chunk(std::uint64_t count, std::uint64_t worker
 // 1 / T = sum_j 1 / mu_j.
 struct AfSums {
   double d = 0, speed = 0;
+  std::uint64_t measured = 0;
   void add(ItemTime t) {
     if (t.mean <= 0) return;  // not measured yet
     d += t.variance / t.mean;
     speed += 1 / t.mean;
+    ++measured;
+  }
+  // The sums over all `workers`, the ones not measured yet taken to be like the average measured
+  // one. Without this, a worker that sees only its own estimate would claim everything left.
+  AfSums over(std::uint64_t workers) const {
+    if (measured == 0 || measured >= workers) return *this;
+    const double scale = static_cast<double>(workers) / static_cast<double>(measured);
+    return {d * scale, speed * scale, workers};
   }
 };
 

@@ -26,6 +26,8 @@ struct ClaimRule {
   // work_stealing: the grain; others: unused.
   std::uint64_t chunk;
   TrapezoidRule trapezoid;
+  // static_chunked: only every chunk_stride-th chunk is run (a dead worker's rest, run again).
+  std::uint64_t chunk_stride = 1;
 };
 
 // `schedule` for a job of `units` units of `unit` items each: every chunk size of the schedule
@@ -63,14 +65,6 @@ inline ClaimRule make_claim_rule(Schedule schedule, std::uint32_t units, unsigne
   return rule;
 }
 
-// One worker's adaptive-factoring estimate, published for the others (relaxed: an estimate a
-// little out of date only changes a chunk size).
-struct alignas(64) SharedItemTime {
-  std::atomic<double> mean{0};
-  std::atomic<double> variance{0};
-  static_assert(std::atomic<double>::is_always_lock_free);
-};
-
 // The shared state of a job's schedule, one of each per pool (ranges and times: one per worker).
 struct ScheduleState {
   ChunkCounter* counter;
@@ -83,9 +77,11 @@ inline void reset_schedule_state(const ClaimRule& rule, const ScheduleState& sta
   state.counter->reset();
   for (unsigned w = 0; w < rule.workers; ++w) {
     const Block b = static_block(rule.units, rule.workers, w);
-    state.ranges[w].reset({static_cast<std::uint32_t>(b.first), static_cast<std::uint32_t>(b.last)});
+    state.ranges[w].reset(
+        {static_cast<std::uint32_t>(b.first), static_cast<std::uint32_t>(b.last)});
     state.times[w].mean.store(0, std::memory_order_relaxed);
     state.times[w].variance.store(0, std::memory_order_relaxed);
+    state.times[w].steal_grain.store(0, std::memory_order_relaxed);
   }
 }
 
@@ -116,7 +112,8 @@ class Claimer {
         state_(state),
         self_(self),
         announce_{announce, &counts_.operations},
-        stealer_(state.ranges, rule.workers, self, rule.chunk, announce_) {}
+        stealer_(state.ranges, rule.workers, self, rule.chunk, announce_,
+                 rule.kind == Schedule::Kind::automatic ? state.times : nullptr) {}
   Claimer(const Claimer&) = delete;
   Claimer& operator=(const Claimer&) = delete;
 
@@ -147,8 +144,10 @@ class Claimer {
     }
     piece_ = next_piece(units, nanoseconds);
     if (rule_.kind == Schedule::Kind::automatic)
-      stealer_.set_grain(automatic_grain(static_cast<std::uint64_t>(timer_.items),
-                                         static_cast<std::uint64_t>(timer_.nanoseconds)));
+      state_.times[self_].steal_grain.store(
+          automatic_grain(static_cast<std::uint64_t>(timer_.items),
+                          static_cast<std::uint64_t>(timer_.nanoseconds)),
+          std::memory_order_relaxed);
   }
 
   ClaimCounts counts() const {
@@ -168,7 +167,7 @@ class Claimer {
       case Schedule::Kind::static_blocks:
         return taken_++ == 0 ? span_of(static_block(units, p, self_)) : UnitSpan{0, 0};
       case Schedule::Kind::static_chunked:
-        return span_of(static_chunk(units, chunk, p, self_, taken_++));
+        return span_of(static_chunk(units, chunk, p, self_, taken_++, rule_.chunk_stride));
       case Schedule::Kind::dynamic:
       case Schedule::Kind::fixed_size:
       case Schedule::Kind::python:
@@ -207,9 +206,8 @@ class Claimer {
     for (unsigned j = 0; j < rule_.workers; ++j)
       sums.add({state_.times[j].mean.load(std::memory_order_relaxed),
                 state_.times[j].variance.load(std::memory_order_relaxed)});
-    const ItemTime self = timer_.estimate();
-    if (sums.speed <= 0) return af_probe_chunk(rule_.units, rule_.workers, remaining);
-    return af_chunk(sums, self, remaining);
+    if (sums.measured == 0) return af_probe_chunk(rule_.units, rule_.workers, remaining);
+    return af_chunk(sums.over(rule_.workers), timer_.estimate(), remaining);
   }
 
   const ClaimRule& rule_;
@@ -220,7 +218,7 @@ class Claimer {
   Stealer<CountingAnnounce> stealer_;
   std::uint64_t counter_guess_ = 0;  // the counter's word after this worker's last claim
   std::uint64_t taken_ = 0;          // static kinds: chunks taken so far
-  std::uint64_t piece_ = 1;  // paced kinds: units of the next piece
+  std::uint64_t piece_ = 1;          // paced kinds: units of the next piece
   ItemTimer timer_;
 };
 

@@ -86,8 +86,8 @@ class ChunkCounter {
       const auto n = static_cast<std::uint32_t>(size_for(std::uint64_t{index}, units - next));
       const UnitSpan taken{next, next + n};
       announce(taken);
-      const std::uint64_t after =
-          taken.last | std::uint64_t{index == kMaxIndex ? index : index + 1} << 32;
+      const std::uint64_t after = taken.last | std::uint64_t{index == kMaxIndex ? index : index + 1}
+                                                   << 32;
       if (word_.compare_exchange_weak(seen, after, std::memory_order_release,
                                       std::memory_order_relaxed)) {
         guess = after;
@@ -106,13 +106,27 @@ class ChunkCounter {
   std::atomic<std::uint64_t> word_{0};
 };
 
+// What one worker measured of its items, published for the others (relaxed: an estimate a little
+// out of date only changes a chunk size). adaptive_factoring: the mean and variance of an item's
+// run time; automatic: the smallest part of this worker's range a thief may take (0: the
+// thief's own grain).
+struct alignas(64) SharedItemTime {
+  std::atomic<double> mean{0};
+  std::atomic<double> variance{0};
+  std::atomic<std::uint64_t> steal_grain{0};
+  static_assert(std::atomic<double>::is_always_lock_free);
+};
+
 // One worker's side of work stealing over the P workers' ranges.
 template <class Announce = NoAnnounce>
 class Stealer {
  public:
+  // With `victim_grains`, a steal from worker v takes at least victim_grains[v].steal_grain
+  // units (when set) rather than `grain`.
   Stealer(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain,
-          Announce announce = {}) noexcept
+          Announce announce = {}, const SharedItemTime* victim_grains = nullptr) noexcept
       : announce_(announce),
+        victim_grains_(victim_grains),
         ranges_(ranges),
         workers_(workers),
         self_(self),
@@ -134,8 +148,6 @@ class Stealer {
     return next([g = grain_](std::uint64_t r) { return own_take(r, g); });
   }
 
-  // The smallest part of a victim's range this worker steals (unless the victim has less).
-  void set_grain(std::uint64_t grain) noexcept { grain_ = grain; }
   std::uint64_t steal_attempts() const noexcept { return steal_attempts_; }
   std::uint64_t steals() const noexcept { return steals_; }
 
@@ -143,7 +155,6 @@ class Stealer {
   // Moves part of another worker's range into this worker's (empty) range. One or more passes
   // over the other workers; false once a pass finds them all empty without contention.
   bool steal() noexcept {
-    const auto amount = [g = grain_](std::uint64_t r) { return steal_amount(r, g); };
     for (;;) {
       bool contended = false;
       rng_ ^= rng_ << 13;
@@ -153,7 +164,9 @@ class Stealer {
       for (unsigned k = 0; k <= workers_; ++k) {
         const unsigned v = k == 0 ? sticky_ : (start + k) % workers_;
         if (v == self_) continue;
-        const StealResult r = ranges_[v].steal_back(amount, announce_);
+        const std::uint64_t grain = grain_of(v);
+        const StealResult r = ranges_[v].steal_back(
+            [grain](std::uint64_t left) { return steal_amount(left, grain); }, announce_);
         steal_attempts_ += r.outcome != Steal::empty;
         if (r.outcome == Steal::success) {
           ++steals_;
@@ -167,7 +180,14 @@ class Stealer {
     }
   }
 
+  std::uint64_t grain_of(unsigned victim) const noexcept {
+    if (victim_grains_ == nullptr) return grain_;
+    const std::uint64_t g = victim_grains_[victim].steal_grain.load(std::memory_order_relaxed);
+    return g != 0 ? g : grain_;
+  }
+
   Announce announce_;
+  const SharedItemTime* victim_grains_;
   ChunkRange* ranges_;
   unsigned workers_;
   unsigned self_;
