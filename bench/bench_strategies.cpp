@@ -33,6 +33,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +43,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 
 namespace {
@@ -147,10 +149,16 @@ Sum tbb_sum(forkpool::Range r, F item, const Partitioner& partitioner) {
 
 // Registers <workload>/<system>: run() per iteration, checked against the sequential loop; then()
 // adds counters after a successful run.
+// OpenMP's and oneTBB's idle threads spin for a while after a parallel region before they sleep;
+// with the runs interleaved, they would take a core from whatever runs next. Each run first
+// waits this long, so that it starts with the machine to itself.
+constexpr auto kSettle = std::chrono::milliseconds(30);
+
 template <class F, class Run, class Then>
 void add(const Workload<F>& w, const std::string& system, Run run, Then then) {
   benchmark::RegisterBenchmark((w.name + "/" + system).c_str(),
                                [w, run, then](benchmark::State& state) {
+                                 std::this_thread::sleep_for(kSettle);
                                  const fb::Baseline<Sum>* baseline = nullptr;
                                  try {
                                    baseline = &w.baseline();

@@ -13,41 +13,50 @@
 //                Predicts every schedule for each P: makespan / ideal (ideal = the items' time
 //                over P) and imbalance; names the fastest schedule per workload and P.
 //                --costs=FILE reads the items' costs, one per line in nanoseconds.
+//                --start-ns=NS, --stagger-ns=NS replace the calibrated start costs, which this
+//                machine cannot measure for many workers (below); 0 and 0 compare the schedules
+//                alone.
 //
 // Measured makespans are Pool::last_stats().makespan, the median of 5 clean maps: maps in which
-// no worker waited for a CPU (/proc/PID/schedstat) for more than 1% of the makespan. This machine
-// is shared; a map that another process slowed down says nothing about the schedule, and the
-// table says how many maps were run to find the clean ones. Schedules take turns, map by map.
+// no worker waited for a CPU (/proc/PID/schedstat) for more than 1% of the makespan plus 50 us.
+// This machine is shared; a map that another process slowed down says nothing about the schedule,
+// and the table says how many maps were run to find the clean ones. Schedules take turns, map by
+// map, up to 20 maps each.
 //
 // The items' costs. Each item is timed alone on sequential passes (the per-item median of several
 // passes, less what the clock reads of an empty interval), which gives the items' relative
 // costs; then every cost is scaled by one factor so that they sum to an untimed sequential run of
-// the same items (the clock reads around each item slow it down by ~5% here, more than they take
-// to run). This serves every workload, mandelbrot's rows included, which a model of spin
-// iterations x ns per iteration would not. The speed of this virtual machine drifts by a few
-// percent over minutes, so validation times the untimed sequential run again between the rounds
-// of maps it predicts, and scales the costs to that.
+// the same items (here the timed items sum to 1-10% less: the clock reads perturb what they time).
+// This serves every workload, mandelbrot's rows included, which a model of spin iterations x ns
+// per iteration would not; items faster than a clock read (seed_1e6) are taken as equal. The speed
+// of this virtual machine drifts by a few percent over minutes, so validation times the untimed
+// sequential run again between the rounds of maps it predicts, and scales the costs to that.
 //
 // The runtime's costs (--calibrate):
 //   dispatch_ns  Pool(1): the makespan of dynamic(1) over 10^6 trivial items less that of
 //                static_blocks over the same items, per chunk.
 //   timing_ns    two steady_clock reads.
-//   remote_ns    Pool(2): two workers hand a token back and forth through one word with a
-//                compare-and-swap; the median round trip over 2, i.e. one hand-over.
+//   remote_ns    Pool(2), its workers pinned to two CPUs: they hand a token back and forth
+//                through one word with a compare-and-swap; the median round trip over 2, i.e.
+//                one hand-over.
 //   start_ns     Pool(P), P = 1, 2: the makespan of a map of P trivial items, less the stagger,
 //                with the workers asleep (a millisecond after the last map).
 //   stagger_ns   the same maps, traced: the spread of the workers' first chunks over P - 1.
 // Predictions for P above 2 use P = 2's start_ns and stagger_ns: worker w starts w x stagger_ns
-// after the first, which on a machine with many cores is likely pessimistic.
+// after the first. That is likely pessimistic for a machine with many cores: on this virtual
+// machine a sleeping worker takes tens of microseconds to wake, and 2 workers cannot tell how much
+// of that a third would add.
 #include "workloads.hpp"
 
 #include <forkpool/forkpool.hpp>
 #include <forkpool/simulator.hpp>
 
+#include <sched.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -56,6 +65,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -125,6 +135,18 @@ class CpuWaitWatch {
  private:
   std::vector<pid_t> pids_;
   std::vector<double> before_;
+};
+
+// Several measurements of one thing: their median, over the clean ones (taken while the process
+// measured had its CPU) when there are any.
+class Samples {
+ public:
+  void add(double value, bool clean) { (clean ? clean_ : disturbed_).push_back(value); }
+  std::size_t clean() const { return clean_.size(); }
+  double median() const { return ::median(clean_.empty() ? disturbed_ : clean_); }
+
+ private:
+  std::vector<double> clean_, disturbed_;
 };
 
 double milliseconds(std::chrono::nanoseconds d) { return static_cast<double>(d.count()) / 1e6; }
@@ -210,6 +232,9 @@ struct Calibration {
   double spin_ns_all_busy = 0;   // the same with every CPU running one (Pool(cpu_count()))
   double dispatch_ns = 0;
   double remote_ns = 0;
+  // False when the ping-pong's two workers never ran at once (other processes held the CPUs):
+  // remote_ns is then 0, and predictions for P >= 2 leave out what sharing costs.
+  bool remote_measured = false;
   std::vector<double> start_ns, stagger_ns;  // index P - 1
 
   SimulatorCosts costs(unsigned workers) const {
@@ -279,25 +304,37 @@ void measure_dispatch(Calibration& c) {
   c.dispatch_ns = std::max(0.0, (median(singles) - median(blocks)) / (kItems - 1));
 }
 
-// Item 0 and item 1 of a static_blocks map on Pool(2) run on different workers; they hand a token
-// back and forth through one word of the segment, each with a compare-and-swap once the word
-// holds its value; item 0 records each round trip.
-void measure_remote(Calibration& c) {
-  constexpr std::uint64_t kRounds = 20001;
-  Pool pool(2);
+// Item 0 and item 1 of a static_blocks map on Pool(2) run on different workers, each pinned to a
+// CPU of its own (`cpus`, two of this process's); they hand a token back and forth through one
+// word of the segment, each with a compare-and-swap once the word holds its value; item 0 records
+// each round trip. Their median, or none if a side gave up waiting for the other (another process
+// held the other CPU throughout).
+std::optional<double> ping_pong(Pool& pool, std::array<int, 2> cpus) {
+  constexpr std::uint64_t kRounds = 4001;
+  constexpr std::uint64_t kGaveUp = UINT64_MAX;
   auto token = pool.shared_array<std::uint64_t>(1);
   auto trips = pool.shared_array<double>(kRounds);
   std::uint64_t* word = token.data();
   double* trip = trips.data();
-  const auto results = pool.map(
-      [word, trip](std::int64_t side) -> std::uint64_t {
+  const auto finished = pool.map(
+      [word, trip, cpus](std::int64_t side) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpus[static_cast<std::size_t>(side)], &one);
+        sched_setaffinity(0, sizeof one, &one);
         std::atomic_ref<std::uint64_t> shared(*word);
-        const Clock::time_point give_up = Clock::now() + std::chrono::seconds(5);
+        const Clock::time_point give_up = Clock::now() + std::chrono::seconds(1);
         Clock::time_point last{};
         for (std::uint64_t k = 0; k < kRounds; ++k) {
           std::uint64_t mine = 2 * k + static_cast<std::uint64_t>(side);
-          for (std::uint64_t spins = 1; shared.load(std::memory_order_acquire) != mine; ++spins)
-            if (spins % 4096 == 0 && Clock::now() > give_up) return 0;
+          for (std::uint64_t spins = 1;; ++spins) {
+            const std::uint64_t seen = shared.load(std::memory_order_acquire);
+            if (seen == mine) break;
+            if (seen == kGaveUp || (spins % 4096 == 0 && Clock::now() > give_up)) {
+              shared.store(kGaveUp, std::memory_order_release);  // the other side stops too
+              return false;
+            }
+          }
           if (side == 0) {
             const Clock::time_point now = Clock::now();
             if (k > 0) trip[k - 1] = nanoseconds_between(last, now);
@@ -305,14 +342,28 @@ void measure_remote(Calibration& c) {
           }
           shared.compare_exchange_strong(mine, mine + 1, std::memory_order_acq_rel);
         }
-        return 1;
+        return true;
       },
       forkpool::range(2), Schedule::static_blocks());
-  if (results[0] == 0 || results[1] == 0)
-    throw std::runtime_error("the remote-latency ping-pong timed out (a worker never ran?)");
-  c.remote_ns =
-      std::max(0.0, median(std::vector<double>(trips.begin(), trips.end() - 1)) - c.clock_read_ns) /
-      2;
+  if (!finished[0] || !finished[1]) return std::nullopt;
+  return median(std::vector<double>(trips.begin(), trips.end() - 1));
+}
+
+// One hand-over: half the round trip, less the clock read in it. The pool is made for this, so
+// that pinning its workers changes nothing else.
+void measure_remote(Calibration& c) {
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return;
+  std::array<int, 2> cpus{-1, -1};
+  for (int cpu = 0, found = 0; cpu < CPU_SETSIZE && found < 2; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) cpus[static_cast<std::size_t>(found++)] = cpu;
+  if (cpus[1] < 0) return;
+  Pool pool(2);
+  for (int attempt = 0; attempt < 5 && !c.remote_measured; ++attempt)
+    if (const std::optional<double> trip = ping_pong(pool, cpus)) {
+      c.remote_ns = std::max(0.0, *trip - c.clock_read_ns) / 2;
+      c.remote_measured = true;
+    }
 }
 
 // Maps of P trivial items, one per worker, traced: their makespan, and when each worker's chunk
@@ -370,8 +421,13 @@ void print_calibration(const Calibration& c) {
       "per chunk |\n",
       c.dispatch_ns);
   std::printf("| timing_ns | %.1f | two clock reads |\n", 2 * c.clock_read_ns);
-  std::printf("| remote_ns | %.1f | Pool(2) compare-and-swap ping-pong, round trip / 2 |\n",
-              c.remote_ns);
+  if (c.remote_measured)
+    std::printf("| remote_ns | %.1f | Pool(2) compare-and-swap ping-pong, round trip / 2 |\n",
+                c.remote_ns);
+  else
+    std::printf(
+        "| remote_ns | not measured, 0 used | the ping-pong's workers never ran at "
+        "once: other processes held the CPUs |\n");
   for (std::size_t p = 0; p < c.start_ns.size(); ++p) {
     std::printf("| start_ns, P = %zu | %.0f | makespan of a map of P trivial items |\n", p + 1,
                 c.start_ns[p]);
@@ -388,18 +444,6 @@ struct ItemCosts {
   std::vector<double> ns;
   double timed_sum = 0;  // the items timed one by one, before scaling; 0 if read from a file
   double untimed = 0;    // the untimed sequential run
-};
-
-// Several measurements of one thing: their median, over the clean ones (taken while the process
-// measured had its CPU) when there are any.
-class Samples {
- public:
-  void add(double value, bool clean) { (clean ? clean_ : disturbed_).push_back(value); }
-  std::size_t clean() const { return clean_.size(); }
-  double median() const { return ::median(clean_.empty() ? disturbed_ : clean_); }
-
- private:
-  std::vector<double> clean_, disturbed_;
 };
 
 // One untimed sequential pass over w's items, in ns, into `samples`.
@@ -448,6 +492,9 @@ ItemCosts record_costs(const Workload& w, std::uint64_t expected, int passes,
     costs.ns[k] = std::max(0.0, median(timed[k]) - c.empty_interval_ns);
     costs.timed_sum += costs.ns[k];
   }
+  // Items faster than a clock read cannot be told apart by timing them one by one: equal costs.
+  if (costs.timed_sum < c.empty_interval_ns * static_cast<double>(n))
+    std::fill(costs.ns.begin(), costs.ns.end(), 1.0);
   return scaled_to(std::move(costs), untimed.median());
 }
 
@@ -490,6 +537,7 @@ struct Arguments {
   enum class Mode { none, calibrate, validate, predict } mode = Mode::none;
   bool quick = false;
   std::vector<unsigned> workers;  // --validate: the P measured; --predict: the P predicted
+  std::optional<double> start_ns, stagger_ns;  // --predict: instead of the calibrated ones
   std::string workload, costs_file;
 };
 
@@ -504,6 +552,35 @@ unsigned measured_workers() { return std::min(kDefaultMeasuredWorkers, forkpool:
 int calibrate_mode() {
   print_calibration(calibrate(measured_workers()));
   return 0;
+}
+
+// The maps of one workload on `pool`, per schedule of portfolio(): up to `runs` clean ones, and
+// every one run. Round after round of every schedule still short of clean maps, so that a burst
+// of load elsewhere on the machine lands on one map of several schedules, not on every map of one;
+// and an untimed sequential pass each round, until `runs` are clean.
+struct Measurements {
+  std::vector<std::vector<MapStats>> clean, all;
+  Samples sequential;
+};
+
+Measurements measure(Pool& pool, const Workload& w, std::uint64_t expected, int runs) {
+  const std::vector<Schedule> schedules = portfolio();
+  const auto enough = static_cast<std::size_t>(runs);
+  Measurements m{std::vector<std::vector<MapStats>>(schedules.size()),
+                 std::vector<std::vector<MapStats>>(schedules.size()),
+                 {}};
+  for (int round = 0; round < runs * kRoundsPerRun; ++round) {
+    if (m.sequential.clean() < enough) time_sequential(w, expected, m.sequential);
+    for (std::size_t j = 0; j < schedules.size(); ++j) {
+      if (m.clean[j].size() >= enough) continue;
+      const CpuWaitWatch watch(pool.pids());
+      m.all[j].push_back(run_map(pool, w.item, w.first, w.count, schedules[j], expected, w.name));
+      const auto makespan = static_cast<double>(m.all[j].back().makespan.count());
+      if (watch.most() <= kMostCpuWait * makespan + kParentPollNanoseconds)
+        m.clean[j].push_back(m.all[j].back());
+    }
+  }
+  return m;
 }
 
 int validate_mode(const Arguments& args) {
@@ -540,31 +617,15 @@ int validate_mode(const Arguments& args) {
     Pool pool(p);
     for (std::size_t k = 0; k < chosen.size(); ++k) {
       const Workload& w = *chosen[k];
-      // Round after round of every schedule still short of clean maps, so that a burst of load
-      // elsewhere on the machine lands on one map of several schedules, not on every map of one.
       const std::vector<Schedule> schedules = portfolio();
-      std::vector<std::vector<MapStats>> clean(schedules.size()), all(schedules.size());
-      Samples sequential;
-      for (int round = 0; round < runs * kRoundsPerRun; ++round) {
-        if (sequential.clean() < static_cast<std::size_t>(runs))
-          time_sequential(w, expected[k], sequential);
-        for (std::size_t j = 0; j < schedules.size(); ++j) {
-          if (clean[j].size() >= static_cast<std::size_t>(runs)) continue;
-          const CpuWaitWatch watch(pool.pids());
-          all[j].push_back(
-              run_map(pool, w.item, w.first, w.count, schedules[j], expected[k], w.name));
-          if (watch.most() <= kMostCpuWait * static_cast<double>(all[j].back().makespan.count()) +
-                                  kParentPollNanoseconds)
-            clean[j].push_back(all[j].back());
-        }
-      }
+      Measurements m = measure(pool, w, expected[k], runs);
       // The machine's speed drifts (other virtual machines on the same host): the items' costs
       // are scaled to the sequential passes run between these maps.
-      const ItemCosts group_costs = scaled_to(costs[k], sequential.median());
+      const ItemCosts group_costs = scaled_to(costs[k], m.sequential.median());
       for (std::size_t j = 0; j < schedules.size(); ++j) {
         const Schedule& s = schedules[j];
         const std::string cell = std::string(w.name) + " " + s.name() + " P=" + std::to_string(p);
-        std::vector<MapStats>& maps = clean[j].empty() ? all[j] : clean[j];
+        std::vector<MapStats>& maps = m.clean[j].empty() ? m.all[j] : m.clean[j];
         std::sort(maps.begin(), maps.end(),
                   [](const MapStats& a, const MapStats& b) { return a.makespan < b.makespan; });
         const MapStats& measured = maps[maps.size() / 2];
@@ -574,11 +635,11 @@ int validate_mode(const Arguments& args) {
         std::printf("| %s | %s | %u | %.2f | %.2f | %.2f | %+.1f | %zu/%zu | %llu | %llu |\n",
                     w.name, s.name().c_str(), p, group_costs.untimed / 1e6,
                     milliseconds(measured.makespan), milliseconds(predicted.makespan), 100 * error,
-                    clean[j].size(), all[j].size(),
+                    m.clean[j].size(), m.all[j].size(),
                     static_cast<unsigned long long>(measured.total_chunks()),
                     static_cast<unsigned long long>(predicted.total_chunks()));
         std::fflush(stdout);
-        if (clean[j].empty())
+        if (m.clean[j].empty())
           unclean.push_back(cell);
         else if (std::abs(error) > kTolerance)
           off.push_back(cell + ": " + std::to_string(100 * error) + "%");
@@ -594,7 +655,10 @@ int validate_mode(const Arguments& args) {
         "  not measured cleanly (other processes held the CPUs; rerun when the machine is "
         "quiet): %s\n",
         u.c_str());
-  return (off.empty() && unclean.empty()) || args.quick ? 0 : 1;
+  const bool remote_missing = !c.remote_measured && forkpool::cpu_count() >= 2;
+  if (remote_missing)
+    std::printf("  remote_ns was not measured: rerun when the machine is quiet\n");
+  return (off.empty() && unclean.empty() && !remote_missing) || args.quick ? 0 : 1;
 }
 
 int predict_mode(const Arguments& args) {
@@ -611,8 +675,19 @@ int predict_mode(const Arguments& args) {
     for (const Workload* w : chosen)
       loads.emplace_back(w->name, record_costs(*w, w->reference(), args.quick ? 1 : 3, c));
   }
-  std::printf("Predicted with the costs above; P above %zu uses P = %zu's start and stagger.\n\n",
-              c.start_ns.size(), c.start_ns.size());
+  const auto costs_for = [&](unsigned p) {
+    SimulatorCosts costs = c.costs(p);
+    costs.start_ns = args.start_ns.value_or(costs.start_ns);
+    costs.stagger_ns = args.stagger_ns.value_or(costs.stagger_ns);
+    return costs;
+  };
+  std::printf(
+      "Predicted with the costs above; P above %zu uses P = %zu's start_ns and stagger_ns "
+      "(worker w starts w x stagger_ns late)",
+      c.start_ns.size(), c.start_ns.size());
+  if (args.start_ns) std::printf("; start_ns = %.0f as given", *args.start_ns);
+  if (args.stagger_ns) std::printf("; stagger_ns = %.0f as given", *args.stagger_ns);
+  std::printf(".\n\n");
 
   struct Winner {
     std::string workload;
@@ -636,7 +711,7 @@ int predict_mode(const Arguments& args) {
       const Schedule s = portfolio()[k];
       std::printf("| %s |", s.name().c_str());
       for (const unsigned p : args.workers) {
-        const MapStats m = forkpool::simulate(s, p, costs.ns, c.costs(p));
+        const MapStats m = forkpool::simulate(s, p, costs.ns, costs_for(p));
         const double ratio = sum > 0 ? static_cast<double>(m.makespan.count()) / (sum / p) : 0;
         ratios[k].push_back(ratio);
         std::printf(" %.3f | %.3f |", ratio, m.imbalance);
@@ -668,7 +743,7 @@ constexpr const char* kUsage =
     "usage: forkpool_simulate --calibrate\n"
     "       forkpool_simulate --validate [--quick] [--workload=NAME] [--workers=1,2]\n"
     "       forkpool_simulate --predict [--workers=8,64,256] [--workload=NAME | --costs=FILE] "
-    "[--quick]\n"
+    "[--start-ns=NS] [--stagger-ns=NS] [--quick]\n"
     "workloads: uniform, triangular, heavytail, bimodal, mandelbrot, seed_1e6\n";
 
 std::vector<unsigned> parse_workers(std::string_view list) {
@@ -686,6 +761,15 @@ std::vector<unsigned> parse_workers(std::string_view list) {
   }
   if (workers.empty()) throw std::invalid_argument("--workers: the list is empty");
   return workers;
+}
+
+double parse_nanoseconds(const char* flag, const std::string& text) {
+  char* end = nullptr;
+  const double ns = std::strtod(text.c_str(), &end);
+  if (*end != '\0' || !std::isfinite(ns) || ns < 0)
+    throw std::invalid_argument(std::string(flag) + ": '" + text +
+                                "' is not a time in nanoseconds (finite, >= 0)");
+  return ns;
 }
 
 Arguments parse(int argc, char** argv) {
@@ -720,6 +804,10 @@ Arguments parse(int argc, char** argv) {
       workload_named(args.workload);
     } else if (a.starts_with("--costs="))
       args.costs_file = value("--costs=");
+    else if (a.starts_with("--start-ns="))
+      args.start_ns = parse_nanoseconds("--start-ns", value("--start-ns="));
+    else if (a.starts_with("--stagger-ns="))
+      args.stagger_ns = parse_nanoseconds("--stagger-ns", value("--stagger-ns="));
     else
       throw std::invalid_argument("unknown argument '" + std::string(a) + "'");
   }
@@ -741,6 +829,8 @@ Arguments parse(int argc, char** argv) {
   if (args.mode == Mode::predict && !workers_given) args.workers = {8, 64, 256};
   if (!args.costs_file.empty() && args.mode != Mode::predict)
     throw std::invalid_argument("--costs is for --predict");
+  if ((args.start_ns || args.stagger_ns) && args.mode != Mode::predict)
+    throw std::invalid_argument("--start-ns and --stagger-ns are for --predict");
   if (!args.workload.empty() && args.mode == Mode::calibrate)
     throw std::invalid_argument("--workload is for --validate and --predict");
   if (!args.workload.empty() && !args.costs_file.empty())
