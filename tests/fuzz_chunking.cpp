@@ -110,19 +110,21 @@ void rules(FuzzedDataProvider& in) {
   const u64 grain = auto_grain(remaining, workers);
   CHECK(grain >= 1 && (grain == 1 || u128{grain} * workers * kAutoGrainsPerWorker <= remaining));
 
-  // The self-scheduling rules, for a map of `count` units of which `remaining` are left.
-  const auto count = in.ConsumeIntegralInRange<u64>(remaining, kMaxU32);
+  // The self-scheduling rules work in units: a map of `count` < 2^32 units, `left` not claimed.
+  const u64 left = std::min(remaining, kMaxU32);
+  const auto fits = [&](u64 n) { return n >= 1 && n <= left; };
+  const auto count = in.ConsumeIntegralInRange<u64>(left, kMaxU32);
   const auto index = in.ConsumeIntegral<std::uint32_t>();
   const auto first = in.ConsumeIntegralInRange<u64>(0, kMaxU32);
   const TrapezoidRule t = trapezoid_rule(count, workers, first, param);
   CHECK(t.first >= 1 && t.last >= 1 && t.last <= t.first);
-  CHECK(sized(trapezoid_chunk(t, index, remaining)));
-  CHECK(sized(factoring_chunk(count, workers, index, remaining)));
+  CHECK(fits(trapezoid_chunk(t, index, left)));
+  CHECK(fits(factoring_chunk(count, workers, index, left)));
   const u64 fixed = fixed_size_chunk(count, workers);
   CHECK(fixed >= 1 && fixed <= std::max<u64>(1, ceil_div(count, workers)));
   const u64 python = python_chunksize(count, workers);
   CHECK(python >= 1 && python <= count);
-  CHECK(sized(af_probe_chunk(count, workers, remaining)));
+  CHECK(fits(af_probe_chunk(count, workers, left)));
   // Any estimates, as a worker may publish them (a mean > 0 for the worker itself).
   AfSums sums;
   const ItemTime self{static_cast<double>(in.ConsumeIntegralInRange<u64>(1, kMaxU64)) / 1e3,
