@@ -68,8 +68,12 @@ struct alignas(64) WorkerSlot {
   std::atomic<std::int64_t> claim_last{0};
   std::atomic<std::uint64_t> claim_base{0};
   std::atomic<std::uint64_t> commit{0};
-  // The generation of the last job this slot's worker finished.
+  // The generation of the last job this slot's worker finished. A new worker that runs
+  // Options::initializer first sets it to the generation it was forked at once that has run.
   std::atomic<std::uint32_t> finished{0};
+  // Set by a worker that retires (Options::max_tasks_per_child) just before it exits, having
+  // committed every item it claimed; read by the parent after reaping it, reset before a fork.
+  std::atomic<std::uint32_t> retired{0};
 
   // The worker's share of the map's statistics, added to at the end of each job (before
   // `finished`, which publishes them), reset by the parent before each map.
@@ -106,6 +110,12 @@ struct Control {
   // A Stop: the workers stop at their next piece once it is set.
   alignas(64) std::atomic<std::uint32_t> stop{kRunning};
   TaskErrorSlot error{};
+
+  // 1 + the index of the first worker whose Options::initializer threw; that worker then writes
+  // the exception into initializer_error (its index is the worker's) and exits. The parent reads
+  // it after reaping the worker.
+  std::atomic<std::uint32_t> initializer_failed{0};
+  TaskErrorSlot initializer_error{};
 
   // The self-scheduling schedules' shared counter (claims.hpp).
   alignas(64) ChunkCounter counter;

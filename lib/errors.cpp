@@ -42,6 +42,24 @@ std::string current_exception_type() {
   return status == 0 && name ? name.get() : t->name();
 }
 
+// Inside a catch block: the exception being handled, into `slot`.
+void describe_current_exception(std::int64_t index, TaskErrorSlot& slot) noexcept {
+  slot.index = index;
+  try {
+    copy_truncated(slot.type, current_exception_type().c_str());
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      copy_truncated(slot.message, e.what());
+    } catch (...) {
+      copy_truncated(slot.message, "(the exception is not a std::exception)");
+    }
+  } catch (...) {
+    copy_truncated(slot.type, "unknown exception");
+    copy_truncated(slot.message, "(its description could not be read)");
+  }
+}
+
 }  // namespace
 
 void record_task_error(std::int64_t index) noexcept {
@@ -49,20 +67,17 @@ void record_task_error(std::int64_t index) noexcept {
   if (c == nullptr) return;
   std::uint32_t expected = 0;
   if (!c->stop.compare_exchange_strong(expected, kTaskError, std::memory_order_relaxed)) return;
-  c->error.index = index;
-  try {
-    copy_truncated(c->error.type, current_exception_type().c_str());
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      copy_truncated(c->error.message, e.what());
-    } catch (...) {
-      copy_truncated(c->error.message, "(the exception is not a std::exception)");
-    }
-  } catch (...) {
-    copy_truncated(c->error.type, "unknown exception");
-    copy_truncated(c->error.message, "(its description could not be read)");
-  }
+  describe_current_exception(index, c->error);
+}
+
+void record_initializer_error(unsigned worker) noexcept {
+  Control* c = current_worker_control();
+  std::uint32_t expected = 0;
+  // Relaxed: the parent reads the message after reaping this worker, which orders it.
+  if (c == nullptr || !c->initializer_failed.compare_exchange_strong(expected, worker + 1,
+                                                                     std::memory_order_relaxed))
+    return;
+  describe_current_exception(worker, c->initializer_error);
 }
 
 }  // namespace forkpool::detail

@@ -1,6 +1,7 @@
 // Pool: forking the workers, handing them jobs, replacing the ones that die, and the pool's
 // lifetime. How the items a dead worker lost are found: recovery.hpp.
 #include "control.hpp"
+#include "progress.hpp"
 #include "recovery.hpp"
 #include "scheduler.hpp"
 #include "wait.hpp"
@@ -113,6 +114,7 @@ struct Pool::Impl {
     unsigned worker;
     pid_t pid;
     int status;
+    bool retired;  // it exited after Options::max_tasks_per_child chunks, losing nothing claimed
   };
 
   Impl(const Options& o, unsigned processes);
@@ -120,6 +122,7 @@ struct Pool::Impl {
 
   void start_worker(unsigned w);
   void fork_workers();
+  void await_initializers(const std::vector<unsigned>& started);
   // What a map could not finish: spans still lost after the retries, and the deaths that lost
   // them; or, for a map_reduce, no spans when the lost items could not be told apart.
   struct Unfinished {
@@ -156,6 +159,7 @@ struct Pool::Impl {
   detail::SharedItemTime* times = nullptr;
   detail::ChunkTrace* trace = nullptr;  // Options::trace_chunks
   MapStats stats;
+  detail::ProgressReporter* progress = nullptr;  // the running map's, when it reports progress
   int wake_fd = -1;
   std::vector<pid_t> pids;    // -1: not running (dead, not replaced yet, or reaped)
   std::vector<int> pidfds;    // -1 where pids is
@@ -235,7 +239,12 @@ void Pool::Impl::start_worker(unsigned w) {
       .index = w,
       .parent = owner,
       .die_with_parent = gettid() == owner,
-      .generation = control->generation.load(std::memory_order_relaxed)};
+      .generation = control->generation.load(std::memory_order_relaxed),
+      .initializer = options.initializer ? &options.initializer : nullptr,
+      .max_tasks = options.max_tasks_per_child};
+  // Until the new worker has run the initializer, it has not finished the last job.
+  slots[w].finished.store(start.generation - 1, std::memory_order_relaxed);
+  slots[w].retired.store(0, std::memory_order_relaxed);
   pid_t pid;
   {
     const ForkGuard guard;
@@ -263,6 +272,7 @@ void Pool::Impl::start_worker(unsigned w) {
 }
 
 void Pool::Impl::fork_workers() {
+  std::vector<unsigned> started;
   for (unsigned w = 0; w < workers; ++w) {
     try {
       start_worker(w);
@@ -273,7 +283,57 @@ void Pool::Impl::fork_workers() {
                                             " (" + e.what() +
                                             "); the workers already started were stopped");
     }
+    started.push_back(w);
   }
+  await_initializers(started);
+}
+
+// With an Options::initializer: waits until the workers just started have run it (each then
+// reports the job of the generation it was forked at finished). One that throws, exits or outlives
+// Options::timeout would fail the same way in every replacement, so the pool is terminated.
+void Pool::Impl::await_initializers(const std::vector<unsigned>& started) {
+  if (!options.initializer) return;
+  const Clock::time_point deadline =
+      options.timeout > std::chrono::nanoseconds::zero()
+          ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
+          : Clock::time_point::max();
+  const std::uint32_t generation = control->generation.load(std::memory_order_relaxed);
+  const bool ready = wait_for_job(generation, deadline);
+  const auto death_of = [this](unsigned w) {
+    return std::find_if(deaths.begin(), deaths.end(),
+                        [w](const Death& d) { return d.worker == w; });
+  };
+  const auto failed = std::find_if(started.begin(), started.end(),
+                                   [&](unsigned w) { return death_of(w) != deaths.end(); });
+  if (ready && failed == started.end()) return;
+  // Which worker to name: the first whose initializer threw, else the first that died in it,
+  // else one still running it at the deadline.
+  unsigned w = 0;
+  if (const std::uint32_t thrower = control->initializer_failed.load(std::memory_order_relaxed))
+    w = thrower - 1;
+  else if (failed != started.end())
+    w = *failed;
+  else
+    w = *std::find_if(started.begin(), std::prev(started.end()), [&](unsigned x) {
+      return slots[x].finished.load(std::memory_order_acquire) != generation;
+    });
+  const auto death = death_of(w);
+  const pid_t pid = death != deaths.end() ? death->pid : pids[w];
+  const bool died = death != deaths.end();
+  const int status = died ? death->status : 0;
+  deaths.clear();
+  closed = true;
+  kill_and_reap();  // after which the thrower's message is complete
+  std::string what = "forkpool: Options::initializer failed in worker " + std::to_string(w) +
+                     " (pid " + std::to_string(pid) + "): ";
+  if (control->initializer_failed.load(std::memory_order_relaxed) != 0)
+    what += std::string("it threw ") + control->initializer_error.type + ": " +
+            control->initializer_error.message;
+  else if (died)
+    what += "the worker " + describe_exit(status) + " in it";
+  else
+    what += "it did not finish within Options::timeout";
+  throw BrokenPool(what + "; the pool has been terminated");
 }
 
 bool Pool::Impl::finished(std::uint32_t generation) const {
@@ -284,7 +344,7 @@ bool Pool::Impl::finished(std::uint32_t generation) const {
 }
 
 void Pool::Impl::record_death(unsigned w, int status) {
-  deaths.push_back({w, pids[w], status});
+  deaths.push_back({w, pids[w], status, slots[w].retired.load(std::memory_order_relaxed) != 0});
   ::close(pidfds[w]);
   pids[w] = -1;
   pidfds[w] = -1;
@@ -311,13 +371,19 @@ bool Pool::Impl::wait_for_job(std::uint32_t generation, Clock::time_point deadli
     control->parent_waiting.store(1, std::memory_order_seq_cst);
     if (finished(generation)) break;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    const int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000));
+    int timeout_ms = static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 1000));
+    if (progress != nullptr)
+      timeout_ms = std::min(timeout_ms, static_cast<int>(progress->until_due().count()));
     const int n = poll(fds.data(), fds.size(), timeout_ms);
     control->parent_waiting.store(0, std::memory_order_relaxed);
     std::uint64_t wakes;
     while (read(wake_fd, &wakes, sizeof wakes) > 0) {
     }
     if (n > 0) collect_deaths(fds, 1);
+    if (progress != nullptr && !progress->update(committed())) {
+      std::uint32_t running = detail::kRunning;  // on_progress threw: stop the map
+      control->stop.compare_exchange_strong(running, detail::kCancelled, std::memory_order_relaxed);
+    }
     if (finished(generation)) return true;
     if (Clock::now() >= deadline) return false;
   }
@@ -362,7 +428,10 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
   control->stop.store(detail::kRunning, std::memory_order_relaxed);
   std::vector<detail::LostSpan> todo{
       {map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count), 0, true}};
-  for (unsigned round = 0;; ++round) {
+  // Rounds that ran items again because a worker died; retirements (max_tasks_per_child) lose
+  // only unclaimed work and do not count.
+  unsigned retried = 0;
+  for (;;) {
     Unfinished u;
     for (const detail::LostSpan& span : todo) {
       // A strided span keeps the map's unit, so that its chunks are the map's chunks.
@@ -396,7 +465,11 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
       if (!exact) return {{}, std::move(u.deaths)};
       u.lost = std::move(*exact);
     }
-    if (u.lost.empty() || round >= options.retries) return u;
+    if (u.lost.empty()) return u;
+    if (std::any_of(u.deaths.begin(), u.deaths.end(), [](const Death& d) { return !d.retired; })) {
+      if (retried == options.retries) return u;
+      ++retried;
+    }
     todo = std::move(u.lost);
   }
 }
@@ -452,20 +525,26 @@ void Pool::Impl::collect_statistics(const detail::Job& map_job, Clock::duration 
   }
 }
 
+// Forks a replacement for each dead worker, and for any that dies while they run the initializer.
 void Pool::Impl::replace_dead_workers() {
-  for (const Death& d : deaths) {
-    try {
-      start_worker(d.worker);
-    } catch (const std::system_error& e) {
-      deaths.clear();
-      closed = true;
-      kill_and_reap();
-      throw BrokenPool("forkpool: could not replace a dead worker: worker " +
-                       std::to_string(d.worker) + " (" + e.what() +
-                       "); the pool has been terminated");
+  while (!deaths.empty()) {
+    std::vector<unsigned> started;
+    for (const Death& d : deaths) {
+      try {
+        start_worker(d.worker);
+      } catch (const std::system_error& e) {
+        deaths.clear();
+        closed = true;
+        kill_and_reap();
+        throw BrokenPool("forkpool: could not replace a dead worker: worker " +
+                         std::to_string(d.worker) + " (" + e.what() +
+                         "); the pool has been terminated");
+      }
+      started.push_back(d.worker);
     }
+    deaths.clear();
+    await_initializers(started);
   }
-  deaths.clear();
 }
 
 // Workers that died while the pool was idle (killed from outside): reap and replace them.
@@ -496,18 +575,28 @@ void Pool::Impl::throw_stop(std::uint32_t stop) const {
 
 void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_job) const {
   std::string what = "forkpool: ";
-  const auto death_of = [&u](unsigned w) {
-    const auto d = std::find_if(u.deaths.rbegin(), u.deaths.rend(),
-                                [w](const Death& x) { return x.worker == w; });
-    return "worker " + std::to_string(w) + " (pid " + std::to_string(d->pid) + ") " +
-           describe_exit(d->status);
+  const auto last_death = [&u](unsigned w) {
+    return std::find_if(u.deaths.rbegin(), u.deaths.rend(),
+                        [w](const Death& x) { return x.worker == w; });
   };
+  const auto death_of = [&last_death](unsigned w) {
+    const auto d = last_death(w);
+    return "worker " + std::to_string(w) + " (pid " + std::to_string(d->pid) + ") " +
+           (d->retired ? std::string("retired (Options::max_tasks_per_child)")
+                       : describe_exit(d->status));
+  };
+  // Name a worker that died rather than one that retired.
+  const auto crash =
+      std::find_if(u.deaths.rbegin(), u.deaths.rend(), [](const Death& d) { return !d.retired; });
   if (u.lost.empty()) {
-    what += death_of(u.deaths.back().worker) +
+    what += death_of(crash != u.deaths.rend() ? crash->worker : u.deaths.back().worker) +
             " during a map_reduce, and the items lost could not be told apart from the ones "
             "finished, so no result is returned";
   } else {
-    const detail::LostSpan& first = u.lost.front();
+    const auto lost_by_crash =
+        std::find_if(u.lost.begin(), u.lost.end(),
+                     [&](const detail::LostSpan& l) { return !last_death(l.worker)->retired; });
+    const detail::LostSpan& first = lost_by_crash != u.lost.end() ? *lost_by_crash : u.lost.front();
     what += death_of(first.worker) + " while running items " + items(first.first, first.last);
     if (first.stride > 1)
       what += " (one chunk of " + std::to_string(first.chunk) + " items in every " +
@@ -764,6 +853,12 @@ std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r
   }
   if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
   p.check_idle_workers();
+  detail::ProgressReporter progress(p.options, n);
+  const struct ShowProgress {
+    Impl& p;
+    ~ShowProgress() { p.progress = nullptr; }
+  } show_progress{p};
+  if (progress.active()) p.progress = &progress;
 
   void* closure = p.control->closure;
   void* allocated = nullptr;
@@ -784,9 +879,16 @@ std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r
     Clock::time_point start = Clock::now();
     ~Statistics() { p.collect_statistics(job, Clock::now() - start); }
   } statistics{p, job};
-  const Impl::Unfinished u = p.run_map(job, callable.each_item_once);
+  Impl::Unfinished u;
+  try {
+    u = p.run_map(job, callable.each_item_once);
+  } catch (const Cancelled&) {
+    progress.rethrow_callback_error();
+    throw;
+  }
   if (!u.lost.empty() || (!u.deaths.empty() && callable.each_item_once && p.committed() != n))
     p.throw_unfinished(u, job);
+  progress.finish();
   std::vector<unsigned> current;
   if (callable.each_item_once)
     for (unsigned w = 0; w < p.workers; ++w)

@@ -43,12 +43,13 @@ constexpr std::uint64_t kUntimedPerParentCheck = 128;
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
 class JobRunner {
  public:
-  JobRunner(Control& control, WorkerSlot& slot, unsigned worker, pid_t parent)
+  JobRunner(Control& control, WorkerSlot& slot, unsigned worker, pid_t parent, TaskBudget& budget)
       : c_(control),
         job_(control.job),
         slot_(slot),
         worker_(worker),
         parent_(parent),
+        budget_(budget),
         committed_(commit_count(slot.commit.load(std::memory_order_relaxed))),
         current_(commit_slot(slot.commit.load(std::memory_order_relaxed))),
         parent_checked_(Clock::now()) {}
@@ -96,15 +97,17 @@ class JobRunner {
     slot_.commit.store(committed_ | (current_ ? kCommitSlotBit : 0), std::memory_order_release);
   }
 
-  // Claims and runs chunks until the worker's claimer has none left or the job is stopped.
+  // Claims and runs chunks until the worker's claimer has none left, the job is stopped or the
+  // worker's budget is spent.
   void run(const ScheduleState& state) {
     const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
     const auto announce = [this](UnitSpan s) { this->announce(items_of(s)); };
     Claimer claimer(job_.rule, state, worker_, announce);
     const bool timed = claimer.measured() || c_.trace != nullptr;
-    while (!stopped()) {
+    while (!stopped() && !budget_.spent()) {
       const UnitSpan s = claimer.next();
       if (s.empty()) break;
+      ++budget_.claimed;
       const Block b = items_of(s);
       if (!timed) {
         run_items(b.first, b.last);
@@ -158,6 +161,7 @@ class JobRunner {
   WorkerSlot& slot_;
   unsigned worker_;
   pid_t parent_;
+  TaskBudget& budget_;
   std::uint64_t committed_;
   unsigned current_;
   std::uint64_t piece_ = 1;
@@ -193,8 +197,8 @@ void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
 }
 
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
-                  pid_t parent) {
-  JobRunner(control, slots[worker], worker, parent).run(schedule_state(control, ranges));
+                  pid_t parent, TaskBudget& budget) {
+  JobRunner(control, slots[worker], worker, parent, budget).run(schedule_state(control, ranges));
 }
 
 }  // namespace forkpool::detail

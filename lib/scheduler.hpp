@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 namespace forkpool::detail {
 
 // The job for `count` items from `first` under `schedule`, with `closure` already in the segment.
@@ -22,9 +24,17 @@ ScheduleState schedule_state(Control& control, ChunkRange* ranges);
 // claims.
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots);
 
-// Worker `worker`: runs its share of control.job and returns when there is nothing left for it.
+// The chunks a worker process has claimed, against Options::max_tasks_per_child (0: no limit).
+struct TaskBudget {
+  unsigned limit = 0;
+  std::uint64_t claimed = 0;
+  bool spent() const { return limit != 0 && claimed >= limit; }
+};
+
+// Worker `worker`: runs its share of control.job and returns when there is nothing left for it,
+// or when `budget` is spent (then at a chunk boundary, holding no claimed item uncommitted).
 // Between pieces it checks that `parent` is still its parent, and exits if not.
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
-                  pid_t parent);
+                  pid_t parent, TaskBudget& budget);
 
 }  // namespace forkpool::detail

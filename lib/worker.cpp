@@ -102,24 +102,46 @@ void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept {
   if (g_segment != nullptr) g_segment->prefault(p, bytes, write);
 }
 
+// Tells the parent that this worker has finished the job of `generation` (or, with that of its
+// fork, run Options::initializer). Dekker-style handshake with the parent's wait (seq_cst on both
+// sides): either the parent sees it before it sleeps, or this worker sees it sleeping and wakes it.
+void report_finished(const WorkerStart& start, std::uint32_t generation) {
+  start.slots[start.index].finished.store(generation, std::memory_order_seq_cst);
+  if (start.control->parent_waiting.load(std::memory_order_seq_cst) != 0) {
+    const std::uint64_t one = 1;
+    while (write(start.wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+}
+
 void worker_main(const WorkerStart& start) {
   set_up_process(start);
   Control& c = *start.control;
-  WorkerSlot& slot = start.slots[start.index];
+  if (start.initializer != nullptr) {
+    try {
+      (*start.initializer)();
+    } catch (...) {
+      record_initializer_error(start.index);
+      exit_worker(1);
+    }
+    flush_output();
+    report_finished(start, start.generation);
+  }
+  TaskBudget budget{.limit = start.max_tasks};
   std::uint32_t seen = start.generation;
   for (;;) {
     seen = wait_for_job(c, seen, start.parent);
     if (c.shutdown.load(std::memory_order_acquire)) exit_worker(0);
-    run_schedule(c, start.ranges, start.slots, start.index, start.parent);
+    run_schedule(c, start.ranges, start.slots, start.index, start.parent, budget);
     flush_output();
-    // Dekker-style handshake with the parent's wait (seq_cst on both sides): either the parent
-    // sees this job finished before it sleeps, or this worker sees it sleeping and wakes it.
-    slot.finished.store(seen, std::memory_order_seq_cst);
-    if (c.parent_waiting.load(std::memory_order_seq_cst) != 0) {
-      const std::uint64_t one = 1;
-      while (write(start.wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
-      }
+    if (budget.spent()) {
+      // All it claimed is committed (unless the map was stopped); what it leaves unclaimed, the
+      // other workers or the parent's next round run (recovery.hpp finds it as a dead worker's).
+      // Relaxed: the parent reads the flag after reaping this process.
+      start.slots[start.index].retired.store(1, std::memory_order_relaxed);
+      exit_worker(0);
     }
+    report_finished(start, seen);
   }
 }
 

@@ -24,6 +24,7 @@
 
 #include <forkpool/detail/closures.hpp>
 #include <forkpool/detail/segment.hpp>
+#include <forkpool/progress.hpp>
 #include <forkpool/schedule.hpp>
 #include <forkpool/stats.hpp>
 
@@ -67,9 +68,9 @@ Range range(std::int64_t last);                      // [0, last)
 //  TaskError    f threw in a worker; what() names the item index, the exception's type and its
 //               message. The rest of the map is cancelled.
 //  BrokenPool   workers died and the items they were running could not be finished: they died
-//               running the same items more than Options::retries times, or a replacement worker
-//               could not be started (then the pool is terminated). what() names the pid, the
-//               signal or exit status, and the items.
+//               running the same items more than Options::retries times, or a worker could not
+//               be started or its Options::initializer failed (then the pool is terminated).
+//               what() names the pid, the signal, exit status or exception, and the items.
 //  Timeout      the map ran past Options::timeout; workers still in it were killed and replaced.
 //  Cancelled    Pool::cancel() was called while the map ran.
 //  SegmentFull  the shared segment cannot hold what a map needs; what() says how much it needed.
@@ -126,6 +127,23 @@ struct Options {
   // to trace_capacity chunks per worker, in last_stats().chunks.
   bool trace_chunks = false;
   std::size_t trace_capacity = 4096;
+  // Run once in every worker process after it is forked (replacements included), before its first
+  // chunk: to open a per-process resource, seed a generator, ... Any callable: the worker is a fork
+  // of the parent. The pool's constructor (or the call that replaced the worker) waits for it; if
+  // it throws, exits or outlives Options::timeout, that call throws BrokenPool naming the worker
+  // and the exception or exit status, and the pool is terminated.
+  std::function<void()> initializer{};
+  // A worker process that has run this many chunks (Python's tasks) exits at its next chunk
+  // boundary and is replaced, the cure for code that leaks; 0 means no limit. Its unclaimed work is
+  // run by the others or by its replacement; it never counts against retries.
+  unsigned max_tasks_per_child = 0;
+  // Draw a progress bar on stderr while a map runs (items, percent, rate, ETA; at most 10 redraws
+  // a second, and a final line), when stderr is a terminal; nothing otherwise.
+  bool progress = false;
+  // Called with the map's progress at most 10 times a second while it runs, on the thread that
+  // runs it, and once with done == total when it succeeds. If it throws, the map is cancelled and
+  // the exception reaches the caller.
+  std::function<void(const Progress&)> on_progress{};
 };
 
 // An array of trivially copyable T in a pool's shared segment: the workers see it at the same
