@@ -123,9 +123,8 @@ TEST(Initializer, ThatThrowsFailsTheConstructorAndLeavesNothing) {
 
 TEST(Initializer, ThatExitsFailsTheConstructor) {
   const std::size_t children = child_count();
-  const auto e = catch_as<BrokenPool>([] {
-    Pool pool(Options{.processes = 2, .initializer = [] { _exit(3); }});
-  });
+  const auto e = catch_as<BrokenPool>(
+      [] { Pool pool(Options{.processes = 2, .initializer = [] { _exit(3); }}); });
   ASSERT_TRUE(e);
   EXPECT_CONTAINS(e->what(), "exited with status 3 in it");
   EXPECT_EQ(child_count(), children);
@@ -135,9 +134,9 @@ TEST(Initializer, ThatHangsFailsAfterTheTimeout) {
   const std::size_t children = child_count();
   const auto start = std::chrono::steady_clock::now();
   const auto e = catch_as<BrokenPool>([] {
-    Pool pool(Options{.processes = 2,
-                      .timeout = std::chrono::milliseconds(200),
-                      .initializer = [] { std::this_thread::sleep_for(std::chrono::seconds(30)); }});
+    Pool pool(Options{.processes = 2, .timeout = std::chrono::milliseconds(200), .initializer = [] {
+                        std::this_thread::sleep_for(std::chrono::seconds(30));
+                      }});
   });
   ASSERT_TRUE(e);
   EXPECT_CONTAINS(e->what(), "did not finish within Options::timeout");
@@ -171,9 +170,10 @@ TEST(Initializer, ThatFailsInARetiredWorkersReplacementFailsTheMap) {
   const std::size_t children = child_count();
   Pool pool(Options{.processes = 2,
                     .schedule = Schedule::dynamic(1),
-                    .initializer = [] {
-                      if (g_fail_initializer) throw std::logic_error("fails from now on");
-                    },
+                    .initializer =
+                        [] {
+                          if (g_fail_initializer) throw std::logic_error("fails from now on");
+                        },
                     .max_tasks_per_child = 5});
   g_fail_initializer = true;
   const auto e = catch_as<BrokenPool>(
@@ -229,8 +229,8 @@ TEST_P(Retirement, LosesNothingAndRunsNothingTwice) {
   const std::size_t fds = open_fd_count();
   constexpr std::int64_t n = 300;
   {
-    Pool pool(Options{.processes = 3, .schedule = GetParam(), .retries = 0,
-                      .max_tasks_per_child = 4});
+    Pool pool(
+        Options{.processes = 3, .schedule = GetParam(), .retries = 0, .max_tasks_per_child = 4});
     const auto out = pool.map([](std::int64_t i) { return 3 * i + 1; }, forkpool::range(n));
     for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], 3 * i + 1);
     EXPECT_EQ(pool.last_stats().items, static_cast<std::uint64_t>(n));
