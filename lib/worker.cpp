@@ -74,6 +74,18 @@ std::uint32_t wait_for_job(Control& c, std::uint32_t seen, pid_t parent) {
   }
 }
 
+// Tells the parent that this worker has finished the job of `generation` (or, with that of its
+// fork, run Options::initializer). Dekker-style handshake with the parent's wait (seq_cst on both
+// sides): either the parent sees it before it sleeps, or this worker sees it sleeping and wakes it.
+void report_finished(const WorkerStart& start, std::uint32_t generation) {
+  start.slots[start.index].finished.store(generation, std::memory_order_seq_cst);
+  if (start.control->parent_waiting.load(std::memory_order_seq_cst) != 0) {
+    const std::uint64_t one = 1;
+    while (write(start.wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+}
+
 std::atomic<pid_t> g_pid{0};
 void refresh_pid() noexcept { g_pid.store(getpid(), std::memory_order_relaxed); }
 
@@ -100,18 +112,6 @@ Control* current_worker_control() noexcept { return g_control; }
 
 void prefault_in_worker(const void* p, std::size_t bytes, bool write) noexcept {
   if (g_segment != nullptr) g_segment->prefault(p, bytes, write);
-}
-
-// Tells the parent that this worker has finished the job of `generation` (or, with that of its
-// fork, run Options::initializer). Dekker-style handshake with the parent's wait (seq_cst on both
-// sides): either the parent sees it before it sleeps, or this worker sees it sleeping and wakes it.
-void report_finished(const WorkerStart& start, std::uint32_t generation) {
-  start.slots[start.index].finished.store(generation, std::memory_order_seq_cst);
-  if (start.control->parent_waiting.load(std::memory_order_seq_cst) != 0) {
-    const std::uint64_t one = 1;
-    while (write(start.wake_fd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
 }
 
 void worker_main(const WorkerStart& start) {

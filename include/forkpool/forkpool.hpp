@@ -142,7 +142,7 @@ struct Options {
   bool progress = false;
   // Called with the map's progress at most 10 times a second while it runs, on the thread that
   // runs it, and once with done == total when it succeeds. If it throws, the map is cancelled and
-  // the exception reaches the caller.
+  // the exception reaches the caller. It may call Pool::cancel(), no other member of the pool.
   std::function<void(const Progress&)> on_progress{};
 };
 
