@@ -575,17 +575,20 @@ void Pool::Impl::throw_stop(std::uint32_t stop) const {
 
 void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_job) const {
   std::string what = "forkpool: ";
-  const auto last_death = [&u](unsigned w) {
-    return std::find_if(u.deaths.rbegin(), u.deaths.rend(),
-                        [w](const Death& x) { return x.worker == w; });
+  // A slot may have died more than once in the last round: name a crash rather than a retirement.
+  const auto death_of_slot = [&u](unsigned w) {
+    const auto crash = std::find_if(u.deaths.rbegin(), u.deaths.rend(),
+                                    [w](const Death& d) { return d.worker == w && !d.retired; });
+    return crash != u.deaths.rend() ? crash
+                                    : std::find_if(u.deaths.rbegin(), u.deaths.rend(),
+                                                   [w](const Death& d) { return d.worker == w; });
   };
-  const auto death_of = [&last_death](unsigned w) {
-    const auto d = last_death(w);
+  const auto death_of = [&death_of_slot](unsigned w) {
+    const auto d = death_of_slot(w);
     return "worker " + std::to_string(w) + " (pid " + std::to_string(d->pid) + ") " +
            (d->retired ? std::string("retired (Options::max_tasks_per_child)")
                        : describe_exit(d->status));
   };
-  // Name a worker that died rather than one that retired.
   const auto crash =
       std::find_if(u.deaths.rbegin(), u.deaths.rend(), [](const Death& d) { return !d.retired; });
   if (u.lost.empty()) {
@@ -595,7 +598,7 @@ void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_jo
   } else {
     const auto lost_by_crash =
         std::find_if(u.lost.begin(), u.lost.end(),
-                     [&](const detail::LostSpan& l) { return !last_death(l.worker)->retired; });
+                     [&](const detail::LostSpan& l) { return !death_of_slot(l.worker)->retired; });
     const detail::LostSpan& first = lost_by_crash != u.lost.end() ? *lost_by_crash : u.lost.front();
     what += death_of(first.worker) + " while running items " + items(first.first, first.last);
     if (first.stride > 1)

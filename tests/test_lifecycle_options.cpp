@@ -227,10 +227,10 @@ class Retirement : public ::testing::TestWithParam<Schedule> {};
 TEST_P(Retirement, LosesNothingAndRunsNothingTwice) {
   const std::size_t children = child_count();
   const std::size_t fds = open_fd_count();
-  constexpr std::int64_t n = 300;
+  constexpr std::int64_t n = 150;
   {
     Pool pool(
-        Options{.processes = 3, .schedule = GetParam(), .retries = 0, .max_tasks_per_child = 4});
+        Options{.processes = 3, .schedule = GetParam(), .retries = 0, .max_tasks_per_child = 3});
     const auto out = pool.map([](std::int64_t i) { return 3 * i + 1; }, forkpool::range(n));
     for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], 3 * i + 1);
     EXPECT_EQ(pool.last_stats().items, static_cast<std::uint64_t>(n));
@@ -255,6 +255,35 @@ INSTANTIATE_TEST_SUITE_P(EverySchedule, Retirement, ::testing::ValuesIn(kEverySc
                          [](const auto& info) {
                            return forkpool_test::schedule_test_name(info.param);
                          });
+
+// A crash among retirements: retries count the crash only, and the error names the crash.
+TEST(MaxTasksPerChild, CrashesStillCountAgainstRetries) {
+  Pool pool(Options{
+      .processes = 2, .schedule = Schedule::dynamic(1), .retries = 1, .max_tasks_per_child = 5});
+  auto crashed = pool.shared_array<std::int32_t>(1);
+  std::int32_t* once = crashed.data();
+  // Item 40 kills its worker the first time only: run again, the map is exact.
+  const auto out = pool.map(
+      [once](std::int64_t i) {
+        if (i == 40 && std::atomic_ref<std::int32_t>(*once).exchange(1) == 0) raise(SIGKILL);
+        return i + 1;
+      },
+      forkpool::range(100));
+  for (std::int64_t i = 0; i < 100; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i + 1);
+  // Item 40 kills every worker that runs it: BrokenPool, naming the kill, not a retirement.
+  const auto e = catch_as<BrokenPool>([&] {
+    static_cast<void>(pool.map(
+        [](std::int64_t i) {
+          if (i == 40) raise(SIGKILL);
+          return i;
+        },
+        forkpool::range(100)));
+  });
+  ASSERT_TRUE(e);
+  EXPECT_CONTAINS(e->what(), "killed by signal 9") << e->what();
+  EXPECT_CONTAINS(e->what(), "while running items [40, 41)");
+  EXPECT_TRUE(map_works(pool, 100));
+}
 
 TEST(MaxTasksPerChild, ZeroMeansNoLimit) {
   Pool pool(Options{.processes = 2, .schedule = Schedule::dynamic(1)});
