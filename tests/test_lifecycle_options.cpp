@@ -227,10 +227,10 @@ class Retirement : public ::testing::TestWithParam<Schedule> {};
 TEST_P(Retirement, LosesNothingAndRunsNothingTwice) {
   const std::size_t children = child_count();
   const std::size_t fds = open_fd_count();
-  constexpr std::int64_t n = 150;
+  constexpr std::int64_t n = 120;
   {
     Pool pool(
-        Options{.processes = 3, .schedule = GetParam(), .retries = 0, .max_tasks_per_child = 3});
+        Options{.processes = 3, .schedule = GetParam(), .retries = 0, .max_tasks_per_child = 5});
     const auto out = pool.map([](std::int64_t i) { return 3 * i + 1; }, forkpool::range(n));
     for (std::int64_t i = 0; i < n; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], 3 * i + 1);
     EXPECT_EQ(pool.last_stats().items, static_cast<std::uint64_t>(n));
@@ -262,27 +262,27 @@ TEST(MaxTasksPerChild, CrashesStillCountAgainstRetries) {
       .processes = 2, .schedule = Schedule::dynamic(1), .retries = 1, .max_tasks_per_child = 5});
   auto crashed = pool.shared_array<std::int32_t>(1);
   std::int32_t* once = crashed.data();
-  // Item 40 kills its worker the first time only: run again, the map is exact.
+  // Item 20 kills its worker the first time only: run again, the map is exact.
   const auto out = pool.map(
       [once](std::int64_t i) {
-        if (i == 40 && std::atomic_ref<std::int32_t>(*once).exchange(1) == 0) raise(SIGKILL);
+        if (i == 20 && std::atomic_ref<std::int32_t>(*once).exchange(1) == 0) raise(SIGKILL);
         return i + 1;
       },
-      forkpool::range(100));
-  for (std::int64_t i = 0; i < 100; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i + 1);
-  // Item 40 kills every worker that runs it: BrokenPool, naming the kill, not a retirement.
+      forkpool::range(50));
+  for (std::int64_t i = 0; i < 50; ++i) ASSERT_EQ(out[static_cast<std::size_t>(i)], i + 1);
+  // Item 20 kills every worker that runs it: BrokenPool, naming the kill, not a retirement.
   const auto e = catch_as<BrokenPool>([&] {
     static_cast<void>(pool.map(
         [](std::int64_t i) {
-          if (i == 40) raise(SIGKILL);
+          if (i == 20) raise(SIGKILL);
           return i;
         },
-        forkpool::range(100)));
+        forkpool::range(50)));
   });
   ASSERT_TRUE(e);
   EXPECT_CONTAINS(e->what(), "killed by signal 9") << e->what();
-  EXPECT_CONTAINS(e->what(), "while running items [40, 41)");
-  EXPECT_TRUE(map_works(pool, 100));
+  EXPECT_CONTAINS(e->what(), "while running items [20, 21)");
+  EXPECT_TRUE(map_works(pool, 50));
 }
 
 TEST(MaxTasksPerChild, ZeroMeansNoLimit) {
