@@ -15,28 +15,34 @@ constexpr std::size_t kMinArenaBytes = 64;
 constexpr std::size_t kRoundBytesPerItem =
     sizeof(std::int64_t) + 2 * sizeof(StoredResult) + alignof(std::max_align_t);
 
+std::size_t round_up(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 }  // namespace
 
+// One block, kept by the segment as its spare between maps (segment.hpp): the same size each
+// time while the segment's use stays the same, so that the next map reuses it and the pages its
+// results touched are mapped in every process already.
 ResultRound::ResultRound(std::shared_ptr<Segment> segment, std::int64_t first, std::size_t count,
                          unsigned workers)
     : blocks_(std::move(segment)), count_(count), workers_(workers) {
   places_.first = first;
   if (count == 0) return;
-  places_.stored = static_cast<StoredResult*>(blocks_.allocate(
-      sizeof(StoredResult) * count, alignof(StoredResult), "the result descriptors of map"));
-  places_.cursors = new (blocks_.allocate(sizeof(ArenaCursor) * workers, alignof(ArenaCursor),
-                                          "the result arena cursors of map")) ArenaCursor[workers];
-  const std::size_t capacity = blocks_.segment->free_bytes() / 2 / workers / 64 * 64;
+  const std::size_t head = round_up(sizeof(ArenaCursor) * workers + sizeof(StoredResult) * count);
+  const std::size_t half = blocks_.segment->available_bytes() / 2;
+  const std::size_t capacity = half > head ? (half - head) / workers / 64 * 64 : 0;
   places_.capacity = std::max(capacity, kMinArenaBytes);
-  places_.arenas = static_cast<std::byte*>(blocks_.allocate(
-      places_.capacity * workers, alignof(std::max_align_t), "the result arenas of map"));
+  auto* block = static_cast<std::byte*>(blocks_.allocate(
+      head + places_.capacity * workers, alignof(ArenaCursor), "the results of map"));
+  places_.cursors = new (block) ArenaCursor[workers];
+  places_.stored = reinterpret_cast<StoredResult*>(block + sizeof(ArenaCursor) * workers);
+  places_.arenas = block + head;
 }
 
 ResultRound::ResultRound(std::shared_ptr<Segment> segment, std::int64_t first,
                          std::vector<PendingResult>& pending)
     : blocks_(std::move(segment)) {
   places_.first = first;
-  const std::size_t budget = blocks_.segment->free_bytes() / 2;
+  const std::size_t budget = blocks_.segment->available_bytes() / 2;
   std::size_t bytes = 0;
   auto from = pending.end();
   while (from != pending.begin()) {

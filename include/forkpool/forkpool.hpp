@@ -355,21 +355,28 @@ class Pool {
   // A map whose results go through ResultCodec<R>, in rounds (detail/encoded_results.hpp).
   template <class R, class F, class Items>
   std::vector<R> map_encoded(F f, Items items, Range r, Schedule s) {
-    std::vector<R> results(count(r));
-    const auto decode = [&results](std::int64_t item, std::span<const std::byte> bytes) {
-      results[static_cast<std::size_t>(item)] = ResultCodec<R>::decode(bytes);
-    };
     using Closure = detail::EncodedMap<F, Items, R>;
+    const std::size_t n = count(r);
+    std::vector<R> results;
+    results.reserve(n);
     std::vector<detail::PendingResult> pending;
     {
-      detail::ResultRound round(segment(), r.first, results.size(), size());
+      detail::ResultRound round(segment(), r.first, n, size());
       run(Closure{f, items, round.places()}, r, s);
-      pending = round.collect(decode);
+      pending = round.collect(  // items 0, 1, ... in order
+          [&results](std::int64_t, auto bytes) {
+            results.push_back(ResultCodec<R>::decode(bytes));
+          },
+          [&results](std::int64_t) { results.emplace_back(); });
     }
     while (!pending.empty()) {
       detail::ResultRound round(segment(), r.first, pending);
       run(Closure{f, items, round.places()}, range(round.jobs()), s);
-      round.collect(decode);
+      round.collect(
+          [&results](std::int64_t item, auto bytes) {
+            results[static_cast<std::size_t>(item)] = ResultCodec<R>::decode(bytes);
+          },
+          [](std::int64_t) {});
     }
     return results;
   }

@@ -199,24 +199,26 @@ class ResultRound {
   // The job items of a later round: [0, jobs()).
   std::int64_t jobs() const noexcept { return static_cast<std::int64_t>(count_); }
 
-  // After the round's job: decode(item, bytes) for every stored result. The first round returns
-  // the results that did not fit; a later round throws forkpool::Error for one that grew.
-  template <class Decode>
-  std::vector<PendingResult> collect(Decode decode) {
+  // After the round's job, for each job item in order: stored(item, bytes) for a result the
+  // workers stored, missing(item) for one that did not fit (the first round) or grew (a later
+  // round: forkpool::Error). Returns the ones that did not fit.
+  template <class Stored, class Missing>
+  std::vector<PendingResult> collect(Stored stored, Missing missing) {
     prefault_for_reading();
-    std::vector<PendingResult> missing;
+    std::vector<PendingResult> pending;
     for (std::size_t j = 0; j < count_; ++j) {
       const StoredResult s = places_.stored[j];
       const std::int64_t item =
           places_.items != nullptr ? places_.items[j] : static_cast<std::int64_t>(j);
-      if (s.data != nullptr)
-        decode(item, std::span<const std::byte>(s.data, s.size));
-      else if (places_.items != nullptr)
-        throw_result_grew(j, s.size);
-      else
-        missing.push_back({item, s.size});
+      if (s.data != nullptr) {
+        stored(item, std::span<const std::byte>(s.data, s.size));
+      } else {
+        if (places_.items != nullptr) throw_result_grew(j, s.size);
+        missing(item);
+        pending.push_back({item, s.size});
+      }
     }
-    return missing;
+    return pending;
   }
 
  private:
