@@ -25,7 +25,8 @@ int main() {
   forkpool::Pool pool(2);
 
   const std::vector<std::string> words = pool.map(fizzbuzz, forkpool::range(1, 16));
-  for (const std::string& w : words) std::printf("%s ", w.c_str());
+  for (std::size_t k = 0; k < words.size(); ++k)
+    std::printf("%s%s", k == 0 ? "" : " ", words[k].c_str());
   std::printf("\n");
 
   const std::vector<std::int64_t> numbers{12, 28, 97};

@@ -62,6 +62,9 @@ struct StoredResult {
 // How far one worker slot has filled its arena, alone on its cache line.
 struct alignas(64) ArenaCursor {
   std::atomic<std::size_t> used{0};
+  // How far the slot's worker has prefaulted the arena. A replacement worker that inherits it
+  // only takes page faults for the pages its predecessor mapped, which are cheap (minor) ones.
+  std::size_t prefaulted = 0;
 };
 
 // Where the workers write one round's results (see the top of this file). Job item j's
@@ -86,7 +89,7 @@ struct ResultPlaces {
 // a page fault per page (segment.hpp).
 inline constexpr std::size_t kArenaPrefaultBytes = std::size_t{1} << 20;
 
-// Where one worker writes the results of one chunk.
+// Where one worker writes its results.
 class ResultWriter {
  public:
   ResultWriter(const ResultPlaces& places, unsigned worker) noexcept
@@ -130,16 +133,16 @@ class ResultWriter {
     const std::size_t used = cursor().load(std::memory_order_relaxed);
     if (size > p_.capacity - used) return nullptr;
     std::byte* const arena = p_.arenas + std::size_t{worker_} * p_.capacity;
-    if (used + size > prefaulted_) {
-      prefaulted_ = used + std::min(std::max(size, kArenaPrefaultBytes), p_.capacity - used);
-      prefault_in_worker(arena + used, prefaulted_ - used, true);
+    std::size_t& prefaulted = p_.cursors[worker_].prefaulted;
+    if (used + size > prefaulted) {
+      prefaulted = used + std::min(std::max(size, kArenaPrefaultBytes), p_.capacity - used);
+      prefault_in_worker(arena + used, prefaulted - used, true);
     }
     return arena + used;
   }
 
   const ResultPlaces& p_;
   const unsigned worker_;
-  std::size_t prefaulted_ = 0;  // the arena is mapped in this process up to here
 };
 
 // The items of a map over a Range: item k is the index first + k.
