@@ -3,16 +3,16 @@
 // loops, and the parent's conversion alone.
 //
 //   <kind>/sequential   for each i: v[i] = item(i), v a std::vector made in the loop
-//   <kind>/forkpool     pool.map(item, range(10^6)) on a Pool(P) made once in main
+//   <kind>/forkpool     pool.map(item, range(10^6)) on a Pool() (cpu_count() workers) made once
+//                       in main
 //   <kind>/decode       the parent's part alone: 10^6 encoded results, laid out as the workers
 //                       lay them out, decoded into a new std::vector<std::string> as map does
-// with <kind> one of int64 (item(i) = i), to_string (std::to_string(i): 6.9 bytes on average,
+// with <kind> one of int64 (item(i) = i), to_string (std::to_string(i): 5.9 bytes on average,
 // within the short-string buffer) and text100 (a 100-byte string: one heap allocation each).
 //
 // Counters: ns_per_item; for the maps, parallel_ms (last_stats().makespan: the workers' part of
 // the first round) and parent_ms (the rest of the call: reserving, publishing, decoding, freeing).
-// FORKPOOL_BENCH_P sets P (default 2). Every result is checked; a wrong one fails the benchmark
-// and the exit status.
+// Every result is checked; a wrong one fails the benchmark and the exit status.
 #include <forkpool/forkpool.hpp>
 
 #include <benchmark/benchmark.h>
@@ -20,7 +20,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <span>
 #include <string>
@@ -144,22 +143,10 @@ void register_kind(const char* kind, auto item) {
         ->Unit(benchmark::kMillisecond);
 }
 
-unsigned parse_p() {
-  const char* env = std::getenv("FORKPOOL_BENCH_P");
-  if (env == nullptr || *env == '\0') return 2;
-  char* end = nullptr;
-  const unsigned long p = std::strtoul(env, &end, 10);
-  if (*end != '\0' || p < 1 || p > 4096) {
-    std::fprintf(stderr, "bench_results: FORKPOOL_BENCH_P='%s' is not a number in 1..4096\n", env);
-    std::exit(2);
-  }
-  return static_cast<unsigned>(p);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  g_pool = std::make_unique<forkpool::Pool>(parse_p());
+  g_pool = std::make_unique<forkpool::Pool>();
   register_kind("int64", as_int64);
   register_kind("to_string", as_to_string);
   register_kind("text100", as_text100);

@@ -43,12 +43,13 @@ ResultRound::ResultRound(std::shared_ptr<Segment> segment, std::int64_t first,
     : blocks_(std::move(segment)) {
   places_.first = first;
   const std::size_t budget = blocks_.segment->available_bytes() / 2;
-  std::size_t bytes = 0;
+  std::size_t bytes = 0, used = 0;  // the results' bytes; with each item's own arrays
   auto from = pending.end();
   while (from != pending.begin()) {
     const std::size_t need = std::prev(from)->size + kRoundBytesPerItem;
-    if (from != pending.end() && (need > budget || bytes > budget - need)) break;
+    if (from != pending.end() && (need > budget || used > budget - need)) break;
     bytes += std::prev(from)->size;
+    used += need;
     --from;
   }
   count_ = static_cast<std::size_t>(pending.end() - from);

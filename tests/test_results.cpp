@@ -71,9 +71,9 @@ TEST_P(ResultsEverySchedule, StringsFromAContiguousInput) {
 TEST_P(ResultsEverySchedule, ExactAfterAWorkerIsKilledMidMap) {
   Pool pool(2);
   RunCount trap(pool);
-  const std::int64_t n = 3000, at = 1234;  // worker 0's under static_blocks, after commits
+  constexpr std::int64_t n = 3000, at = 1234;  // worker 0's under static_blocks, after commits
   const auto out = pool.map(
-      [t = trap.get(), at](std::int64_t i) {
+      [t = trap.get()](std::int64_t i) {
         forkpool_test::spin_for_us(2);  // pieces get committed before the death
         if (i == at && t->fetch_add(1) == 0) raise(SIGKILL);
         return long_text(i, static_cast<std::size_t>(i % 300));
@@ -98,9 +98,10 @@ TEST(Results, EmptyShortLongAndMany) {
   const auto empty = pool.map([](std::int64_t) { return std::string(); }, forkpool::range(100));
   EXPECT_EQ(empty, std::vector<std::string>(100));
 
-  const std::size_t big = (std::size_t{3} << 20) / 2;  // 1.5 MiB each, larger than a prefault step
+  constexpr std::size_t big =
+      (std::size_t{3} << 20) / 2;  // 1.5 MiB each, larger than a prefault step
   const auto longs =
-      pool.map([big](std::int64_t i) { return long_text(i, big + static_cast<std::size_t>(i)); },
+      pool.map([](std::int64_t i) { return long_text(i, big + static_cast<std::size_t>(i)); },
                forkpool::range(6), Schedule::dynamic(1));
   for (std::int64_t i = 0; i < 6; ++i)
     EXPECT_EQ(longs[static_cast<std::size_t>(i)], long_text(i, big + static_cast<std::size_t>(i)));
