@@ -156,4 +156,9 @@ std::size_t Segment::free_bytes() const noexcept {
   return allocator_->buffer.get_free_memory();
 }
 
+std::size_t Segment::available_bytes() const noexcept {
+  const std::lock_guard lock(mutex_);
+  return allocator_->buffer.get_free_memory() + (spare_ != nullptr ? spare_bytes_ : 0);
+}
+
 }  // namespace forkpool::detail

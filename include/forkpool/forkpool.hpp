@@ -17,14 +17,17 @@
 //  - A worker sees the parent's memory as it was when the Pool was built (copy-on-write). What
 //    the parent writes later is invisible to it, unless it lives in the segment: put such data in
 //    a SharedArray (Pool::shared_array), or build the Pool after the data is ready.
-//  - Map inputs and results are trivially copyable. Inputs that are not in the segment yet are
-//    copied into it once per map; results are written by the workers straight into the
-//    SharedArray that map returns.
+//  - Map inputs are trivially copyable; inputs that are not in the segment yet are copied into it
+//    once per map. Trivially copyable results are written by the workers straight into the
+//    SharedArray that map returns; std::string, std::vector<T> and other results with a
+//    ResultCodec are encoded into the segment and come back as a std::vector<R>.
 #pragma once
 
 #include <forkpool/detail/closures.hpp>
+#include <forkpool/detail/encoded_results.hpp>
 #include <forkpool/detail/segment.hpp>
 #include <forkpool/progress.hpp>
+#include <forkpool/result_codec.hpp>
 #include <forkpool/schedule.hpp>
 #include <forkpool/stats.hpp>
 
@@ -229,7 +232,8 @@ class Pool {
   std::vector<pid_t> pids() const;
   const Options& options() const;
 
-  // results[k] = f(r.first + k), in index order.
+  // results[k] = f(r.first + k), in index order: a SharedArray<R> when R is trivially copyable,
+  // else a std::vector<R> decoded from the bytes the workers wrote (forkpool/result_codec.hpp).
   template <class F>
   auto map(F f, Range r) {
     return map(f, r, options().schedule);
@@ -237,12 +241,16 @@ class Pool {
   template <class F>
   auto map(F f, Range r, Schedule s) {
     using R = detail::RangeResult<F>;
-    auto out = allocate<R>(count(r), "the results of map");
-    run(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s);
-    return ready_to_read(std::move(out));
+    if constexpr (!std::is_trivially_copyable_v<R>) {
+      return map_encoded<R>(f, detail::RangeItems{r.first}, r, s);
+    } else {
+      auto out = allocate<R>(count(r), "the results of map");
+      run(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s);
+      return ready_to_read(std::move(out));
+    }
   }
 
-  // results[k] = f(in[k]), in input order.
+  // results[k] = f(in[k]), in input order; the same result types as above.
   template <class F, ContiguousInput In>
   auto map(F f, const In& in) {
     return map(f, in, options().schedule);
@@ -253,9 +261,13 @@ class Pool {
     using R = detail::SpanResult<F, T>;
     const SharedArray<T> copy = input_in_segment<T>(std::span<const T>(in));
     const T* items = copy.empty() ? std::ranges::data(in) : copy.data();
-    auto out = allocate<R>(std::ranges::size(in), "the results of map");
-    run(detail::SpanMap<F, T, R>{f, items, out.data()}, input_range(in), s);
-    return ready_to_read(std::move(out));
+    if constexpr (!std::is_trivially_copyable_v<R>) {
+      return map_encoded<R>(f, detail::SpanItems<T>{items}, input_range(in), s);
+    } else {
+      auto out = allocate<R>(std::ranges::size(in), "the results of map");
+      run(detail::SpanMap<F, T, R>{f, items, out.data()}, input_range(in), s);
+      return ready_to_read(std::move(out));
+    }
   }
 
   // init op f(first) op f(first + 1) ... in no particular order: op must be associative and
@@ -357,6 +369,34 @@ class Pool {
     check_usable();
     if (items.empty() || segment()->contains(items.data())) return SharedArray<T>();
     return copy_into_segment(items, "the input of map");
+  }
+  // A map whose results go through ResultCodec<R>, in rounds (detail/encoded_results.hpp).
+  template <class R, class F, class Items>
+  std::vector<R> map_encoded(F f, Items items, Range r, Schedule s) {
+    using Closure = detail::EncodedMap<F, Items, R>;
+    const std::size_t n = count(r);
+    std::vector<R> results;
+    results.reserve(n);
+    std::vector<detail::PendingResult> pending;
+    {
+      detail::ResultRound round(segment(), r.first, n, size());
+      run(Closure{f, items, round.places()}, r, s);
+      pending = round.collect(  // items 0, 1, ... in order
+          [&results](std::int64_t, auto bytes) {
+            results.push_back(ResultCodec<R>::decode(bytes));
+          },
+          [&results](std::int64_t) { results.emplace_back(); });
+    }
+    while (!pending.empty()) {
+      detail::ResultRound round(segment(), r.first, pending);
+      run(Closure{f, items, round.places()}, range(round.jobs()), s);
+      round.collect(
+          [&results](std::int64_t item, auto bytes) {
+            results[static_cast<std::size_t>(item)] = ResultCodec<R>::decode(bytes);
+          },
+          [](std::int64_t) {});
+    }
+    return results;
   }
   // For a map_reduce: which of its two partials is each worker's (see detail::Partial).
   template <class Closure>

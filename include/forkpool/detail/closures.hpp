@@ -5,6 +5,8 @@
 // chunk, not per item.
 #pragma once
 
+#include <forkpool/result_codec.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -64,9 +66,12 @@ template <class R>
 constexpr bool result_is_storable() {
   static_assert(!std::is_void_v<R>,
                 "forkpool: f returns void; use Pool::for_each for side effects");
-  static_assert(std::is_void_v<R> || std::is_trivially_copyable_v<R>,
-                "forkpool: map results must be trivially copyable, because the workers write them "
-                "straight into shared memory");
+  static_assert(std::is_void_v<R> || std::is_trivially_copyable_v<R> || EncodedResult<R>,
+                "forkpool: a map result must be trivially copyable (the workers write it straight "
+                "into shared memory) or have a forkpool::ResultCodec: std::string, "
+                "std::basic_string and std::vector of a trivially copyable element have one; for "
+                "another type, specialise forkpool::ResultCodec<R> with size, encode and decode "
+                "(forkpool/result_codec.hpp). A reference result is not supported: return a value");
   return true;
 }
 
@@ -119,6 +124,20 @@ T combine(std::span<const Partial<T>> partials, std::span<const unsigned> curren
   return init;
 }
 
+// Runs body(i) for the job's items [lo, hi) in order; the first exception is the map's error at
+// item index(i), and ends the chunk.
+template <class Body, class Index = std::identity>
+void for_each_item(std::int64_t lo, std::int64_t hi, Body body, Index index = {}) noexcept {
+  for (std::int64_t i = lo; i < hi; ++i) {
+    try {
+      body(i);
+    } catch (...) {
+      record_task_error(index(i));
+      return;
+    }
+  }
+}
+
 template <class F, class R>
 struct RangeMap {
   F f;
@@ -127,15 +146,12 @@ struct RangeMap {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
-    prefault_in_worker(out + (lo - first), sizeof(R) * static_cast<std::size_t>(hi - lo), true);
-    for (std::int64_t i = lo; i < hi; ++i) {
-      try {
-        std::construct_at(out + (i - first), std::invoke(g, i));
-      } catch (...) {
-        record_task_error(i);
-        return;
-      }
-    }
+    R* const to = out;
+    const std::int64_t base = first;
+    prefault_in_worker(to + (lo - base), sizeof(R) * static_cast<std::size_t>(hi - lo), true);
+    for_each_item(lo, hi, [&g, to, base](std::int64_t i) {
+      std::construct_at(to + (i - base), std::invoke(g, i));
+    });
   }
 };
 
@@ -147,16 +163,13 @@ struct SpanMap {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
-    prefault_in_worker(in + lo, sizeof(T) * static_cast<std::size_t>(hi - lo), false);
-    prefault_in_worker(out + lo, sizeof(R) * static_cast<std::size_t>(hi - lo), true);
-    for (std::int64_t i = lo; i < hi; ++i) {
-      try {
-        std::construct_at(out + i, std::invoke(g, in[i]));
-      } catch (...) {
-        record_task_error(i);
-        return;
-      }
-    }
+    const T* const from = in;
+    R* const to = out;
+    prefault_in_worker(from + lo, sizeof(T) * static_cast<std::size_t>(hi - lo), false);
+    prefault_in_worker(to + lo, sizeof(R) * static_cast<std::size_t>(hi - lo), true);
+    for_each_item(lo, hi, [&g, from, to](std::int64_t i) {
+      std::construct_at(to + i, std::invoke(g, from[i]));
+    });
   }
 };
 
@@ -169,14 +182,7 @@ struct RangeForEach {
 
   void run(std::int64_t lo, std::int64_t hi, unsigned, unsigned) const noexcept {
     F g = f;
-    for (std::int64_t i = lo; i < hi; ++i) {
-      try {
-        std::invoke(g, i);
-      } catch (...) {
-        record_task_error(i);
-        return;
-      }
-    }
+    for_each_item(lo, hi, [&g](std::int64_t i) { std::invoke(g, i); });
   }
 };
 

@@ -52,6 +52,8 @@ class Segment {
   bool contains(const void* p) const noexcept;
   std::size_t size() const noexcept { return size_; }
   std::size_t free_bytes() const noexcept;
+  // free_bytes() plus the kept spare block's: what allocations may use.
+  std::size_t available_bytes() const noexcept;
 
  private:
   struct Allocator;
