@@ -21,6 +21,12 @@ TaskError::TaskError(std::int64_t index, std::string type, std::string message)
       type_(std::move(type)),
       message_(std::move(message)) {}
 
+TaskError::TaskError(std::string type, std::string message)
+    : Error("forkpool: the task threw " + type + ": " + message),
+      index_(-1),
+      type_(std::move(type)),
+      message_(std::move(message)) {}
+
 }  // namespace forkpool
 
 namespace forkpool::detail {
@@ -44,25 +50,29 @@ std::string current_exception_type() {
 
 }  // namespace
 
+void record_exception(TaskErrorSlot& slot) noexcept {
+  try {
+    copy_truncated(slot.type, current_exception_type().c_str());
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      copy_truncated(slot.message, e.what());
+    } catch (...) {
+      copy_truncated(slot.message, "(the exception is not a std::exception)");
+    }
+  } catch (...) {
+    copy_truncated(slot.type, "unknown exception");
+    copy_truncated(slot.message, "(its description could not be read)");
+  }
+}
+
 void record_task_error(std::int64_t index) noexcept {
   Control* c = current_worker_control();
   if (c == nullptr) return;
   std::uint32_t expected = 0;
   if (!c->stop.compare_exchange_strong(expected, kTaskError, std::memory_order_relaxed)) return;
   c->error.index = index;
-  try {
-    copy_truncated(c->error.type, current_exception_type().c_str());
-    try {
-      throw;
-    } catch (const std::exception& e) {
-      copy_truncated(c->error.message, e.what());
-    } catch (...) {
-      copy_truncated(c->error.message, "(the exception is not a std::exception)");
-    }
-  } catch (...) {
-    copy_truncated(c->error.type, "unknown exception");
-    copy_truncated(c->error.message, "(its description could not be read)");
-  }
+  record_exception(c->error);
 }
 
 }  // namespace forkpool::detail
