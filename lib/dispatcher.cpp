@@ -1,6 +1,7 @@
 #include "dispatcher.hpp"
 
 #include "control.hpp"
+#include "wait.hpp"
 #include "worker.hpp"
 
 #include <forkpool/forkpool.hpp>
@@ -22,6 +23,11 @@ namespace {
 // Submits run together in one map: at most this many, so that the batch's tables (2.3 KiB of
 // error slot per task, touched only by a task that throws) stay small.
 constexpr std::size_t kMaxBatch = 4096;
+
+// How long a waiter for a future, and the idle dispatcher, poll before they sleep: the next call
+// often follows at once (apply in a loop), and a wake-up through the kernel costs more than that
+// on a loaded machine (see poll_yielding in wait.hpp).
+constexpr auto kHandOffPoll = std::chrono::microseconds(50);
 
 // One submitted task in a batch's table, in the segment.
 struct TaskEntry {
@@ -73,32 +79,30 @@ class SegmentBlock {
 void Completion::set(std::exception_ptr error) noexcept {
   {
     const std::lock_guard lock(mutex_);
-    if (done_) return;
-    done_ = true;
+    if (done_.load(std::memory_order_relaxed)) return;
     error_ = std::move(error);
+    done_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
 }
 
-bool Completion::ready() const {
-  const std::lock_guard lock(mutex_);
-  return done_;
-}
+// done_ is stored (release) after error_, under the mutex: a reader that sees it true without
+// the mutex (acquire) sees error_ too, and error_ never changes again.
+bool Completion::ready() const { return done_.load(std::memory_order_acquire); }
 
 void Completion::wait() const {
+  if (poll_yielding([this] { return ready(); }, kHandOffPoll)) return;
   std::unique_lock lock(mutex_);
-  cv_.wait(lock, [this] { return done_; });
+  cv_.wait(lock, [this] { return ready(); });
 }
 
 bool Completion::wait_for(std::chrono::nanoseconds timeout) const {
+  if (ready()) return true;
   std::unique_lock lock(mutex_);
-  return cv_.wait_for(lock, timeout, [this] { return done_; });
+  return cv_.wait_for(lock, timeout, [this] { return ready(); });
 }
 
-std::exception_ptr Completion::error() const {
-  const std::lock_guard lock(mutex_);
-  return error_;
-}
+std::exception_ptr Completion::error() const { return ready() ? error_ : nullptr; }
 
 bool is_ready(const Completion& c) { return c.ready(); }
 void wait(const Completion& c) { c.wait(); }
@@ -151,6 +155,7 @@ std::shared_ptr<Completion> Dispatcher::push(AsyncOp op) {
     if (closing_ || terminating_)
       throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
     queue_.push_back({std::move(op), done});
+    pushed_.fetch_add(1, std::memory_order_relaxed);
   }
   wake_.notify_one();
   return done;
@@ -193,8 +198,15 @@ void Dispatcher::join() {
 void Dispatcher::loop() {
   for (;;) {
     std::vector<Queued> calls;
+    const std::uint64_t seen = pushed_.load(std::memory_order_relaxed);
     {
       std::unique_lock lock(mutex_);
+      if (queue_.empty() && !closing_ && !terminating_) {
+        lock.unlock();
+        poll_yielding([&] { return pushed_.load(std::memory_order_relaxed) != seen; },
+                      kHandOffPoll);
+        lock.lock();
+      }
       wake_.wait(lock, [this] { return !queue_.empty() || closing_ || terminating_; });
       if (terminating_) return;
       if (queue_.empty()) break;

@@ -20,6 +20,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -44,7 +45,7 @@ class Completion {
  private:
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;
-  bool done_ = false;
+  std::atomic<bool> done_{false};  // written under mutex_; read without it by a polling waiter
   std::exception_ptr error_;
 };
 
@@ -90,6 +91,7 @@ class Dispatcher {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Queued> queue_;
+  std::atomic<std::uint64_t> pushed_{0};  // calls ever queued: polled by the idle thread
   bool closing_ = false;
   bool terminating_ = false;
   std::unique_ptr<std::thread> thread_;
