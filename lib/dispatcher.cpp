@@ -211,6 +211,7 @@ void Dispatcher::loop() {
       if (terminating_) return;
       if (queue_.empty()) break;
       // A map_async alone; or the submits at the front, in order, up to kMaxBatch.
+      calls.reserve(std::min(queue_.size(), kMaxBatch));
       do {
         calls.push_back(std::move(queue_.front()));
         queue_.pop_front();
