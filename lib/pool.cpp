@@ -178,10 +178,10 @@ struct Pool::Impl {
   int monitor_wake = -1;     // an eventfd: look again (a new worker), or stop
   std::atomic<bool> monitor_stop{false};
 
-  // Runs submit and map_async calls (dispatcher.hpp); made by the first of them. Last: destroyed
-  // first, while what its thread uses is still there.
+  // Runs submit and map_async calls (dispatcher.hpp); made by the first of them.
   std::mutex dispatcher_mutex;
   std::unique_ptr<detail::Dispatcher> dispatcher;
+  std::atomic<bool> terminating{false};  // terminate() was called: queued calls do not start
 };
 
 Pool::Impl::Impl(const Options& o, unsigned processes)
@@ -217,6 +217,7 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
 }
 
 Pool::Impl::~Impl() {
+  dispatcher.reset();
   stop_monitor();
   if (monitor_wake >= 0) ::close(monitor_wake);
   if (wake_fd >= 0) ::close(wake_fd);
@@ -719,6 +720,7 @@ void Pool::join() {
 void Pool::terminate() {
   if (!impl_) return;
   impl_->closed = true;
+  impl_->terminating = true;
   if (detail::Dispatcher* d = impl_->existing_dispatcher()) {
     d->terminate();
     d->join();
@@ -841,7 +843,7 @@ detail::Dispatcher& Pool::dispatcher() {
             [&p](const detail::JobCallable& callable, std::int64_t first, std::int64_t last,
                  Schedule s) {
               const std::lock_guard lock(p.mutex);
-              if (p.stopped)
+              if (p.stopped || p.terminating)
                 throw PoolClosed("forkpool: the pool was terminated before this call ran");
               p.run_callable(callable, first, static_cast<std::uint64_t>(last - first), s);
             },

@@ -4,6 +4,7 @@
 //   auto squares = pool.map([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001));
 //   auto total = pool.map_reduce([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001),
 //                                std::int64_t{0}, std::plus<>{});
+//   forkpool::Future<std::int64_t> f = pool.submit([](std::int64_t x) { return x * x; }, 7);
 //
 // The workers are processes forked when the Pool is built. They share one anonymous mapping made
 // before the fork: the job, the chunk queues, the per-worker partial results and the result
@@ -274,8 +275,7 @@ class Pool {
     using R = detail::TaskResult<F, Args...>;
     detail::FutureValue<R> value;
     if constexpr (!std::is_void_v<R>) value.slot = allocate<R>(1, "the result of a task");
-    auto done = enqueue(detail::task_op<decltype(detail::bind_task(f, args...)), R>(
-        detail::bind_task(f, args...), value.address()));
+    auto done = enqueue(detail::task_op<R>(detail::bind_task(f, args...), value.address()));
     return Future<R>(std::move(done), std::move(value));
   }
   template <class F, class... Args>

@@ -121,7 +121,7 @@ struct AsyncOp {
   std::size_t out_bytes = 0;
 };
 
-template <class Call, class R>
+template <class R, class Call>
 AsyncOp task_op(const Call& call, void* result) {
   AsyncOp op;
   op.closure = std::make_shared<const Call>(call);
