@@ -43,6 +43,14 @@ std::size_t thread_count() {
   return n;
 }
 
+// submit(f, i) for i in [0, n).
+template <class F>
+std::vector<Future<std::int64_t>> submit_each(Pool& pool, std::int64_t n, F f) {
+  std::vector<Future<std::int64_t>> futures;
+  for (std::int64_t i = 0; i < n; ++i) futures.push_back(pool.submit(f, i));
+  return futures;
+}
+
 TEST(Async, SubmitGivesEachResult) {
   Pool pool(2);
   std::vector<Future<std::int64_t>> futures;
@@ -97,14 +105,10 @@ TEST(Async, GetWithATimeoutOnASlowTask) {
 
 TEST(Async, OneTaskThrowsTheOthersSucceed) {
   Pool pool(3);
-  std::vector<Future<std::int64_t>> futures;
-  for (std::int64_t i = 0; i < 30; ++i)
-    futures.push_back(pool.submit(
-        [](std::int64_t x) {
-          if (x == 7) throw std::runtime_error("seven is bad");
-          return x + 100;
-        },
-        i));
+  auto futures = submit_each(pool, 30, [](std::int64_t x) {
+    if (x == 7) throw std::runtime_error("seven is bad");
+    return x + 100;
+  });
   for (std::int64_t i = 0; i < 30; ++i) {
     auto& f = futures[static_cast<std::size_t>(i)];
     if (i != 7) {
@@ -163,14 +167,10 @@ TEST(Async, AKilledWorkersTaskRunsAgain) {
 
 TEST(Async, ATaskThatAlwaysKillsItsWorkerFailsAlone) {
   Pool pool(2);
-  std::vector<Future<std::int64_t>> futures;
-  for (std::int64_t i = 0; i < 10; ++i)
-    futures.push_back(pool.submit(
-        [](std::int64_t x) {
-          if (x == 4) raise(SIGKILL);
-          return x;
-        },
-        i));
+  auto futures = submit_each(pool, 10, [](std::int64_t x) {
+    if (x == 4) raise(SIGKILL);
+    return x;
+  });
   for (std::int64_t i = 0; i < 10; ++i) {
     auto& f = futures[static_cast<std::size_t>(i)];
     if (i == 4)
@@ -198,14 +198,10 @@ TEST(Async, AFutureOutlivesItsPool) {
 
 TEST(Async, CloseLetsQueuedCallsFinish) {
   Pool pool(2);
-  std::vector<Future<std::int64_t>> futures;
-  for (std::int64_t i = 0; i < 8; ++i)
-    futures.push_back(pool.submit(
-        [](std::int64_t x) {
-          spin_for_us(20'000);
-          return x;
-        },
-        i));
+  auto futures = submit_each(pool, 8, [](std::int64_t x) {
+    spin_for_us(20'000);
+    return x;
+  });
   auto m = pool.map_async([](std::int64_t x) { return -x; }, forkpool::range(100));
   pool.close();
   EXPECT_THROW(pool.submit(&times3, 1), PoolClosed);
@@ -231,8 +227,7 @@ TEST(Async, TerminateFailsQueuedCalls) {
       },
       started.data());
   ASSERT_TRUE(forkpool_test::eventually([&] { return started[0].runs.load() == 1; }));
-  std::vector<Future<std::int64_t>> queued;
-  for (std::int64_t i = 0; i < 5; ++i) queued.push_back(pool.submit(&times3, i));
+  auto queued = submit_each(pool, 5, &times3);
   auto m = pool.map_async(&times3, forkpool::range(10));
   pool.terminate();
   for (auto& f : queued) EXPECT_THROW(f.get(), PoolClosed);

@@ -299,8 +299,8 @@ class Pool {
   auto map_async(F f, Range r, Schedule s) {
     using R = detail::RangeResult<F>;
     auto out = allocate<R>(count(r), "the results of map");
-    const detail::RangeMap<F, R> closure{f, out.data(), r.first};
-    return map_future(detail::map_op(closure, r.first, r.last, s), std::move(out), nullptr);
+    return map_future(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s, std::move(out),
+                      nullptr);
   }
   template <class F, ContiguousInput In>
   auto map_async(F f, const In& in) {
@@ -313,8 +313,7 @@ class Pool {
     SharedArray<T> copy = input_in_segment<T>(std::span<const T>(in));
     auto out = allocate<R>(std::ranges::size(in), "the results of map");
     const detail::SpanMap<F, T, R> closure{f, items_in_segment(copy, in), out.data()};
-    const Range r = input_range(in);
-    return map_future(detail::map_op(closure, r.first, r.last, s), std::move(out),
+    return map_future(closure, input_range(in), s, std::move(out),
                       std::make_shared<const SharedArray<T>>(std::move(copy)));
   }
 
@@ -370,9 +369,11 @@ class Pool {
     return copy_into_segment(items, "a shared array");
   }
 
-  void close();      // no more maps; the workers exit once idle
-  void join();       // wait for the workers to exit (after close() or terminate())
-  void terminate();  // kill the workers now (SIGKILL) and reap them
+  // No more calls; the queued submits and map_asyncs still run, then the workers exit once idle.
+  void close();
+  void join();  // wait for the queued calls and the workers (after close() or terminate())
+  // Kill the workers now (SIGKILL) and reap them; queued submits and map_asyncs fail (PoolClosed).
+  void terminate();
 
   // Stops the map running now, from another thread or a signal handler (it is
   // async-signal-safe): each worker stops after its current items, about a millisecond later at
@@ -426,9 +427,10 @@ class Pool {
   // Queues `op` for the dispatcher thread (started by the first call); what it sets when done.
   std::shared_ptr<detail::Completion> enqueue(detail::AsyncOp op);
   detail::Dispatcher& dispatcher();
-  template <class R>
-  Future<SharedArray<R>> map_future(detail::AsyncOp op, SharedArray<R> out,
+  template <class Closure, class R>
+  Future<SharedArray<R>> map_future(const Closure& closure, Range r, Schedule s, SharedArray<R> out,
                                     std::shared_ptr<const void> input) {
+    detail::AsyncOp op = detail::map_op(closure, r.first, r.last, s);
     op.input = std::move(input);
     op.out = out.data();
     op.out_bytes = out.size() * sizeof(R);
