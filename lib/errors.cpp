@@ -21,6 +21,12 @@ TaskError::TaskError(std::int64_t index, std::string type, std::string message)
       type_(std::move(type)),
       message_(std::move(message)) {}
 
+TaskError::TaskError(std::string type, std::string message)
+    : Error("forkpool: the task threw " + type + ": " + message),
+      index_(-1),
+      type_(std::move(type)),
+      message_(std::move(message)) {}
+
 }  // namespace forkpool
 
 namespace forkpool::detail {
@@ -42,9 +48,9 @@ std::string current_exception_type() {
   return status == 0 && name ? name.get() : t->name();
 }
 
-// Inside a catch block: the exception being handled, into `slot`.
-void describe_current_exception(std::int64_t index, TaskErrorSlot& slot) noexcept {
-  slot.index = index;
+}  // namespace
+
+void record_exception(TaskErrorSlot& slot) noexcept {
   try {
     copy_truncated(slot.type, current_exception_type().c_str());
     try {
@@ -60,14 +66,13 @@ void describe_current_exception(std::int64_t index, TaskErrorSlot& slot) noexcep
   }
 }
 
-}  // namespace
-
 void record_task_error(std::int64_t index) noexcept {
   Control* c = current_worker_control();
   if (c == nullptr) return;
   std::uint32_t expected = 0;
   if (!c->stop.compare_exchange_strong(expected, kTaskError, std::memory_order_relaxed)) return;
-  describe_current_exception(index, c->error);
+  c->error.index = index;
+  record_exception(c->error);
 }
 
 void record_initializer_error(unsigned worker) noexcept {
@@ -77,7 +82,8 @@ void record_initializer_error(unsigned worker) noexcept {
   if (c == nullptr || !c->initializer_failed.compare_exchange_strong(expected, worker + 1,
                                                                      std::memory_order_relaxed))
     return;
-  describe_current_exception(worker, c->initializer_error);
+  c->initializer_error.index = worker;
+  record_exception(c->initializer_error);
 }
 
 }  // namespace forkpool::detail

@@ -1,6 +1,7 @@
 // Pool: forking the workers, handing them jobs, replacing the ones that die, and the pool's
 // lifetime. How the items a dead worker lost are found: recovery.hpp.
 #include "control.hpp"
+#include "dispatcher.hpp"
 #include "progress.hpp"
 #include "recovery.hpp"
 #include "scheduler.hpp"
@@ -131,6 +132,9 @@ struct Pool::Impl {
   };
   Unfinished run_map(const detail::Job& map_job, bool each_item_once);
   void run_job(const detail::Job& job, Clock::time_point deadline);
+  std::vector<unsigned> run_callable(const detail::JobCallable& callable, std::int64_t first,
+                                     std::uint64_t n, Schedule s);
+  detail::Dispatcher* existing_dispatcher();
   bool finished(std::uint32_t generation) const;
   bool wait_for_job(std::uint32_t generation, Clock::time_point deadline);
   void collect_deaths(std::vector<pollfd>& fds, std::size_t first_pidfd);
@@ -141,6 +145,7 @@ struct Pool::Impl {
   [[noreturn]] void throw_stop(std::uint32_t stop) const;
   [[noreturn]] void throw_unfinished(const Unfinished& u, const detail::Job& map_job) const;
   void shut_down();
+  void cancel() noexcept;
   void kill_and_reap();
   void start_monitor();
   void wake_monitor();
@@ -161,11 +166,12 @@ struct Pool::Impl {
   MapStats stats;
   detail::ProgressReporter* progress = nullptr;  // the running map's, when it reports progress
   int wake_fd = -1;
-  std::vector<pid_t> pids;    // -1: not running (dead, not replaced yet, or reaped)
-  std::vector<int> pidfds;    // -1 where pids is
-  std::vector<Death> deaths;  // reaped (during a job, or while idle), not replaced yet
-  std::atomic<bool> closed{false};
-  std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths
+  std::vector<pid_t> pids;          // -1: not running (dead, not replaced yet, or reaped)
+  std::vector<int> pidfds;          // -1 where pids is
+  std::vector<Death> deaths;        // reaped (during a job, or while idle), not replaced yet
+  std::atomic<bool> closed{false};  // no more calls: close() or terminate()
+  bool stopped = false;             // the workers were told to exit, or killed
+  std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths, stopped
 
   // A thread that reaps workers dying while the pool is idle (the map's thread does it during a
   // map). It only reaps: replacements are forked by the next call, on the caller's thread (a
@@ -175,6 +181,11 @@ struct Pool::Impl {
   std::mutex monitor_mutex;  // for stop_monitor
   int monitor_wake = -1;     // an eventfd: look again (a new worker), or stop
   std::atomic<bool> monitor_stop{false};
+
+  // Runs submit and map_async calls (dispatcher.hpp); made by the first of them.
+  std::mutex dispatcher_mutex;
+  std::unique_ptr<detail::Dispatcher> dispatcher;
+  std::atomic<bool> terminating{false};  // terminate() was called: queued calls do not start
 };
 
 Pool::Impl::Impl(const Options& o, unsigned processes)
@@ -210,6 +221,7 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
 }
 
 Pool::Impl::~Impl() {
+  dispatcher.reset();
   stop_monitor();
   if (monitor_wake >= 0) ::close(monitor_wake);
   if (wake_fd >= 0) ::close(wake_fd);
@@ -615,14 +627,16 @@ void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_jo
 }
 
 void Pool::Impl::shut_down() {
-  if (closed) return;
   closed = true;
+  if (stopped) return;
+  stopped = true;
   control->shutdown.store(1, std::memory_order_release);
   control->generation.fetch_add(1, std::memory_order_seq_cst);
   detail::futex_wake(control->generation);
 }
 
 void Pool::Impl::kill_and_reap() {
+  stopped = true;
   for (pid_t pid : pids)
     if (pid > 0) kill(pid, SIGKILL);
   for (unsigned w = 0; w < workers; ++w) {
@@ -770,6 +784,9 @@ const Options& Pool::options() const {
 
 void Pool::close() {
   if (!impl_) return;
+  impl_->closed = true;
+  // With a dispatcher, its queue runs first; it then shuts the workers down itself.
+  if (detail::Dispatcher* d = impl_->existing_dispatcher()) return d->close();
   const std::lock_guard lock(impl_->mutex);
   impl_->shut_down();
 }
@@ -780,6 +797,7 @@ void Pool::join() {
     throw std::logic_error(
         "forkpool::Pool::join: the pool is still running; call close() or "
         "terminate() first");
+  if (detail::Dispatcher* d = impl_->existing_dispatcher()) d->join();
   impl_->stop_monitor();
   const std::lock_guard lock(impl_->mutex);
   Impl& p = *impl_;
@@ -793,6 +811,12 @@ void Pool::join() {
 
 void Pool::terminate() {
   if (!impl_) return;
+  impl_->closed = true;
+  impl_->terminating = true;
+  if (detail::Dispatcher* d = impl_->existing_dispatcher()) {
+    d->terminate();
+    d->join();
+  }
   impl_->stop_monitor();
   const std::lock_guard lock(impl_->mutex);
   impl_->closed = true;
@@ -800,10 +824,12 @@ void Pool::terminate() {
 }
 
 void Pool::cancel() noexcept {
-  if (!impl_) return;
+  if (impl_) impl_->cancel();
+}
+
+void Pool::Impl::cancel() noexcept {
   std::uint32_t running = detail::kRunning;
-  impl_->control->stop.compare_exchange_strong(running, detail::kCancelled,
-                                               std::memory_order_relaxed);
+  control->stop.compare_exchange_strong(running, detail::kCancelled, std::memory_order_relaxed);
 }
 
 void Pool::check_usable() const {
@@ -846,15 +872,21 @@ MapStats Pool::last_stats() const {
 
 std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   const std::uint64_t n = count(r);
-  Impl& p = *impl_;
-  const std::lock_guard lock(p.mutex);
+  const std::lock_guard lock(impl_->mutex);
+  if (impl_->closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
+  return impl_->run_callable(callable, r.first, n, s);
+}
+
+// Under `mutex`, with the workers running.
+std::vector<unsigned> Pool::Impl::run_callable(const detail::JobCallable& callable,
+                                               std::int64_t first, std::uint64_t n, Schedule s) {
+  Impl& p = *this;
   if (n == 0) {
     p.stats = MapStats{};
     p.stats.schedule = s;
     p.stats.workers.resize(p.workers);
     return std::vector<unsigned>(p.workers, 0);
   }
-  if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
   p.check_idle_workers();
   detail::ProgressReporter progress(p.options, n);
   const struct ShowProgress {
@@ -875,7 +907,7 @@ std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r
   } release{*p.segment, allocated, callable.size};
   std::memcpy(closure, callable.closure, callable.size);
 
-  const detail::Job job = detail::make_job(callable.run, closure, r.first, n, s, p.workers);
+  const detail::Job job = detail::make_job(callable.run, closure, first, n, s, p.workers);
   const struct Statistics {
     Impl& p;
     const detail::Job& job;
@@ -897,6 +929,38 @@ std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r
     for (unsigned w = 0; w < p.workers; ++w)
       current.push_back(detail::commit_slot(p.slots[w].commit.load(std::memory_order_acquire)));
   return current;
+}
+
+detail::Dispatcher* Pool::Impl::existing_dispatcher() {
+  const std::lock_guard lock(dispatcher_mutex);
+  return dispatcher.get();
+}
+
+detail::Dispatcher& Pool::dispatcher() {
+  check_usable();
+  Impl& p = *impl_;
+  const std::lock_guard lock(p.dispatcher_mutex);
+  // close() sets `closed` before it looks for a dispatcher: one made after that would never run.
+  if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
+  if (!p.dispatcher) {
+    detail::Dispatcher::Host host{
+        .run =
+            [&p](const detail::JobCallable& callable, std::int64_t first, std::int64_t last,
+                 Schedule s) {
+              const std::lock_guard lock(p.mutex);
+              if (p.stopped || p.terminating)
+                throw PoolClosed("forkpool: the pool was terminated before this call ran");
+              p.run_callable(callable, first, static_cast<std::uint64_t>(last - first), s);
+            },
+        .shut_down =
+            [&p] {
+              const std::lock_guard lock(p.mutex);
+              p.shut_down();
+            },
+        .cancel = [&p] { p.cancel(); }};
+    p.dispatcher = std::make_unique<detail::Dispatcher>(std::move(host), p.segment);
+  }
+  return *p.dispatcher;
 }
 
 }  // namespace forkpool

@@ -4,6 +4,7 @@
 //   auto squares = pool.map([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001));
 //   auto total = pool.map_reduce([](std::int64_t x) { return x * x; }, forkpool::range(1, 5001),
 //                                std::int64_t{0}, std::plus<>{});
+//   forkpool::Future<std::int64_t> f = pool.submit([](std::int64_t x) { return x * x; }, 7);
 //
 // The workers are processes forked when the Pool is built. They share one anonymous mapping made
 // before the fork: the job, the chunk queues, the per-worker partial results and the result
@@ -23,9 +24,11 @@
 //    ResultCodec are encoded into the segment and come back as a std::vector<R>.
 #pragma once
 
+#include <forkpool/detail/async.hpp>
 #include <forkpool/detail/closures.hpp>
 #include <forkpool/detail/encoded_results.hpp>
 #include <forkpool/detail/segment.hpp>
+#include <forkpool/future.hpp>
 #include <forkpool/progress.hpp>
 #include <forkpool/result_codec.hpp>
 #include <forkpool/schedule.hpp>
@@ -43,11 +46,15 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace forkpool {
+namespace detail {
+class Dispatcher;
+}
 
 // CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota when one is set.
 unsigned cpu_count();
@@ -77,11 +84,13 @@ Range range(std::int64_t last);                      // [0, last)
 //  Timeout      the map ran past Options::timeout; workers still in it were killed and replaced.
 //  Cancelled    Pool::cancel() was called while the map ran.
 //  SegmentFull  the shared segment cannot hold what a map needs; what() says how much it needed.
+//  FutureTimeout  Future::get(timeout) ran out: the task keeps running, the future stays valid.
 struct Error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 struct TaskError : Error {
   TaskError(std::int64_t index, std::string type, std::string message);
+  TaskError(std::string type, std::string message);  // a submitted task's: index() is -1
   std::int64_t index() const noexcept { return index_; }
   const std::string& type() const noexcept { return type_; }
   const std::string& message() const noexcept { return message_; }
@@ -101,6 +110,9 @@ struct Cancelled : Error {
   using Error::Error;
 };
 struct SegmentFull : Error {
+  using Error::Error;
+};
+struct FutureTimeout : Error {
   using Error::Error;
 };
 // The pool was used after close() or terminate() (or after being moved from).
@@ -260,7 +272,7 @@ class Pool {
     using T = InputElement<In>;
     using R = detail::SpanResult<F, T>;
     const SharedArray<T> copy = input_in_segment<T>(std::span<const T>(in));
-    const T* items = copy.empty() ? std::ranges::data(in) : copy.data();
+    const T* items = items_in_segment(copy, in);
     if constexpr (!std::is_trivially_copyable_v<R>) {
       return map_encoded<R>(f, detail::SpanItems<T>{items}, input_range(in), s);
     } else {
@@ -268,6 +280,72 @@ class Pool {
       run(detail::SpanMap<F, T, R>{f, items, out.data()}, input_range(in), s);
       return ready_to_read(std::move(out));
     }
+  }
+
+  // results[i] = f(a[i], b[i], ...) for inputs of equal length (std::invalid_argument otherwise),
+  // in input order; Python's starmap over zip(a, b, ...). Inputs are copied as map's are.
+  template <class F, ContiguousInput... Ins>
+  requires(sizeof...(Ins) > 0) auto starmap(F f, const Ins&... ins) {
+    const std::size_t n =
+        detail::equal_lengths({static_cast<std::size_t>(std::ranges::size(ins))...});
+    const std::tuple copies{
+        input_in_segment<InputElement<Ins>>(std::span<const InputElement<Ins>>(ins))...};
+    return std::apply(
+        [&](const auto&... copy) {
+          return map(detail::zip_items(f, items_in_segment(copy, ins)...),
+                     Range{0, static_cast<std::int64_t>(n)});
+        },
+        copies);
+  }
+
+  // Python's apply_async: f(args...) runs in a worker, after the calls queued before it; the
+  // future gives its result or its exception (future.hpp). f, args and the result are trivially
+  // copyable (the result may be void). Submits queued together run as one map, in parallel.
+  template <class F, class... Args>
+  auto submit(F f, Args... args) {
+    using R = detail::TaskResult<F, Args...>;
+    detail::FutureValue<R> value;
+    if constexpr (!std::is_void_v<R>) value.slot = allocate<R>(1, "the result of a task");
+    auto done = enqueue(detail::task_op<R>(detail::bind_task(f, args...), value.address()));
+    return Future<R>(std::move(done), std::move(value));
+  }
+  template <class F, class... Args>
+  auto apply_async(F f, Args... args) {
+    return submit(f, args...);
+  }
+  // Python's apply: submit(f, args...).get().
+  template <class F, class... Args>
+  auto apply(F f, Args... args) {
+    return submit(f, args...).get();
+  }
+
+  // map, run by the pool's dispatcher thread after the calls queued before it: the future gives
+  // the SharedArray that map would return. An input not in the segment is copied now; one that
+  // is (a SharedArray) is read where it is, so it must stay alive until the future is ready.
+  template <class F>
+  auto map_async(F f, Range r) {
+    return map_async(f, r, options().schedule);
+  }
+  template <class F>
+  auto map_async(F f, Range r, Schedule s) {
+    using R = detail::RangeResult<F>;
+    auto out = allocate<R>(count(r), "the results of map");
+    return map_future(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s, std::move(out),
+                      nullptr);
+  }
+  template <class F, ContiguousInput In>
+  auto map_async(F f, const In& in) {
+    return map_async(f, in, options().schedule);
+  }
+  template <class F, ContiguousInput In>
+  auto map_async(F f, const In& in, Schedule s) {
+    using T = InputElement<In>;
+    using R = detail::SpanResult<F, T>;
+    SharedArray<T> copy = input_in_segment<T>(std::span<const T>(in));
+    auto out = allocate<R>(std::ranges::size(in), "the results of map");
+    const detail::SpanMap<F, T, R> closure{f, items_in_segment(copy, in), out.data()};
+    return map_future(closure, input_range(in), s, std::move(out),
+                      std::make_shared<const SharedArray<T>>(std::move(copy)));
   }
 
   // init op f(first) op f(first + 1) ... in no particular order: op must be associative and
@@ -291,10 +369,10 @@ class Pool {
   T map_reduce(F f, const In& in, T init, Op op, Schedule s) {
     using E = InputElement<In>;
     const SharedArray<E> copy = input_in_segment<E>(std::span<const E>(in));
-    const E* items = copy.empty() ? std::ranges::data(in) : copy.data();
     auto partials = shared_array<detail::Partial<T>>(size());
     const auto current =
-        run(detail::SpanReduce<F, E, T, Op>{f, op, items, partials.data()}, input_range(in), s);
+        run(detail::SpanReduce<F, E, T, Op>{f, op, items_in_segment(copy, in), partials.data()},
+            input_range(in), s);
     return detail::combine<T>(partials.span(), current, init, op);
   }
 
@@ -322,9 +400,11 @@ class Pool {
     return copy_into_segment(items, "a shared array");
   }
 
-  void close();      // no more maps; the workers exit once idle
-  void join();       // wait for the workers to exit (after close() or terminate())
-  void terminate();  // kill the workers now (SIGKILL) and reap them
+  // No more calls; the queued submits and map_asyncs still run, then the workers exit once idle.
+  void close();
+  void join();  // wait for the queued calls and the workers (after close() or terminate())
+  // Kill the workers now (SIGKILL) and reap them; queued submits and map_asyncs fail (PoolClosed).
+  void terminate();
 
   // Stops the map running now, from another thread or a signal handler (it is
   // async-signal-safe): each worker stops after its current items, about a millisecond later at
@@ -397,6 +477,23 @@ class Pool {
           [](std::int64_t) {});
     }
     return results;
+  }
+  // The items a map reads: `in` itself, or its copy when input_in_segment made one.
+  template <class T, class In>
+  static const T* items_in_segment(const SharedArray<T>& copy, const In& in) {
+    return copy.empty() ? std::ranges::data(in) : copy.data();
+  }
+  // Queues `op` for the dispatcher thread (started by the first call); what it sets when done.
+  std::shared_ptr<detail::Completion> enqueue(detail::AsyncOp op);
+  detail::Dispatcher& dispatcher();
+  template <class Closure, class R>
+  Future<SharedArray<R>> map_future(const Closure& closure, Range r, Schedule s, SharedArray<R> out,
+                                    std::shared_ptr<const void> input) {
+    detail::AsyncOp op = detail::map_op(closure, r.first, r.last, s);
+    op.input = std::move(input);
+    op.out = out.data();
+    op.out_bytes = out.size() * sizeof(R);
+    return Future<SharedArray<R>>(enqueue(std::move(op)), {std::move(out)});
   }
   // For a map_reduce: which of its two partials is each worker's (see detail::Partial).
   template <class Closure>
