@@ -239,8 +239,9 @@ class Pool {
 
   unsigned size() const;
   // The running workers' pids, by worker index: a worker that died while the pool was idle (it is
-  // reaped at once) is replaced first. Once the pool is closed, only the workers not reaped yet;
-  // none after join() or terminate(). Waits for a map running on another thread.
+  // reaped at once) is replaced first (BrokenPool if its Options::initializer fails). Once the pool
+  // is closed, only the workers not reaped yet; none after join() or terminate(). Waits for a map
+  // running on another thread.
   std::vector<pid_t> pids() const;
   const Options& options() const;
 
