@@ -243,6 +243,27 @@ TEST(Results, ResultsThatDoNotFitTheArenasRunAgain) {
   EXPECT_TRUE(forkpool_test::map_works(pool));
 }
 
+// A worker dies in a later round, while it runs an item again into its reserved place: the
+// recovery of that round runs it once more, and the result is still exact.
+TEST(Results, ExactAfterAWorkerDiesInALaterRound) {
+  Pool pool(Options{.processes = 2, .segment_bytes = std::size_t{8} << 20});
+  constexpr std::int64_t n = 8, victim = 5;
+  RunCount runs(pool, n);
+  const auto size_of = [](std::int64_t i) {
+    return (std::size_t{3} << 20) / 2 + 4096 * static_cast<std::size_t>(i);
+  };
+  const auto out = pool.map(
+      [r = runs.get(), size_of](std::int64_t i) {
+        if (r[i].fetch_add(1) == 1 && i == victim) raise(SIGKILL);  // its second run
+        return long_text(i, size_of(i));
+      },
+      forkpool::range(n));
+  EXPECT_EQ(runs.get()[victim].load(), 3);
+  for (std::int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(out[static_cast<std::size_t>(i)], long_text(i, size_of(i))) << i;
+  EXPECT_EQ(pool.pids().size(), 2u);
+}
+
 TEST(Results, AResultLargerThanTheSegmentIsSegmentFull) {
   Pool pool(Options{.processes = 2, .segment_bytes = std::size_t{4} << 20});
   const auto e = catch_as<forkpool::SegmentFull>([&] {

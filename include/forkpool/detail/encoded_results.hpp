@@ -2,18 +2,20 @@
 // them into the segment as bytes without allocating there, and how the parent reads them back.
 //
 // Such a map runs in rounds, each one job with the usual recovery of dead workers:
-//  1. The first round runs every item. Before it, the parent reserves in the segment an array of
-//     N StoredResult and one arena per worker slot: half of the segment's free bytes, split
-//     evenly. That is address space, not memory (the segment is MAP_NORESERVE; pages are
-//     committed when first touched, and given back when the block is freed). A worker
-//     bump-allocates each result from its slot's arena: it encodes the bytes at the cursor,
-//     advances the cursor, then writes the item's StoredResult {where, size}. A result that does
-//     not fit is not truncated: its StoredResult says {nullptr, bytes needed}, and the worker goes
-//     on with its next items.
+//  1. The first round runs every item. Before it, the parent reserves in the segment one block:
+//     a cursor per worker slot, N StoredResult and one arena per worker slot, together half of
+//     the segment's available bytes. That is address space, not memory (the segment is
+//     MAP_NORESERVE; pages are committed when first touched), and the block is the one the
+//     segment keeps as its spare once freed, so the next map of the same pool reuses it and its
+//     pages, which every process has mapped already (segment.hpp). A worker bump-allocates each
+//     result from its slot's arena: it encodes the bytes at the cursor, advances the cursor,
+//     then writes the item's StoredResult {where, size}. A result that does not fit is not
+//     truncated: its StoredResult says {nullptr, bytes needed}, and the worker goes on with its
+//     next items.
 //  2. The parent decodes every stored result into the std::vector<R> that map returns (this is
 //     the copy a trivially copyable result does not cost), then frees the round's blocks.
 //  3. The results that did not fit run again: the parent now knows each one's size, so it
-//     reserves exactly that much per item, in batches of at most half the free segment, and job
+//     reserves exactly that much per item, in batches of at most half the available bytes, and job
 //     item j of such a round encodes into its own place, reserved[j]. f runs twice for these
 //     items. A result larger than on the earlier run is an error (f must give results of the
 //     same size each time); a batch of one item that cannot be reserved is SegmentFull.
