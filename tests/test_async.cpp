@@ -181,6 +181,20 @@ TEST(Async, ATaskThatAlwaysKillsItsWorkerFailsAlone) {
   EXPECT_TRUE(forkpool_test::map_works(pool));
 }
 
+TEST(Async, OptionsTimeoutFailsOnlyTheTasksStillRunning) {
+  Pool pool(forkpool::Options{.processes = 2, .timeout = 300ms});
+  auto quick = submit_each(pool, 6, &times3);
+  Future<int> stuck = pool.submit([] {
+    spin_for_us(5'000'000);
+    return 1;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(stuck.get(), forkpool::Timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  for (std::int64_t i = 0; i < 6; ++i) EXPECT_EQ(quick[static_cast<std::size_t>(i)].get(), i * 3);
+  EXPECT_TRUE(forkpool_test::map_works(pool));
+}
+
 TEST(Async, AFutureOutlivesItsPool) {
   Future<std::int64_t> f;
   Future<SharedArray<std::int64_t>> m;

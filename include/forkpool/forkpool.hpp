@@ -299,8 +299,8 @@ class Pool {
   auto map_async(F f, Range r, Schedule s) {
     using R = detail::RangeResult<F>;
     auto out = allocate<R>(count(r), "the results of map");
-    return map_future(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s, std::move(out),
-                      nullptr);
+    const detail::RangeMap<F, R> closure{f, out.data(), r.first};
+    return map_future(closure, r, s, std::move(out), nullptr);
   }
   template <class F, ContiguousInput In>
   auto map_async(F f, const In& in) {
