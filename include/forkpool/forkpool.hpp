@@ -274,8 +274,14 @@ class Pool {
   auto submit(F f, Args... args) {
     using R = detail::TaskResult<F, Args...>;
     detail::FutureValue<R> value;
-    if constexpr (!std::is_void_v<R>) value.slot = allocate<R>(1, "the result of a task");
-    auto done = enqueue(detail::task_op<R>(detail::bind_task(f, args...), value.address()));
+    void* result = nullptr;
+    if constexpr (!std::is_void_v<R>) {
+      value.slot = std::make_shared<SharedArray<R>>(allocate<R>(1, "the result of a task"));
+      result = value.slot->data();
+    }
+    detail::AsyncOp op = detail::task_op<R>(detail::bind_task(f, args...), result);
+    if constexpr (!std::is_void_v<R>) op.output = value.slot;
+    auto done = enqueue(std::move(op));
     return Future<R>(std::move(done), std::move(value));
   }
   template <class F, class... Args>
@@ -434,7 +440,9 @@ class Pool {
     op.input = std::move(input);
     op.out = out.data();
     op.out_bytes = out.size() * sizeof(R);
-    return Future<SharedArray<R>>(enqueue(std::move(op)), {std::move(out)});
+    auto results = std::make_shared<SharedArray<R>>(std::move(out));
+    op.output = results;
+    return Future<SharedArray<R>>(enqueue(std::move(op)), {std::move(results)});
   }
   // For a map_reduce: which of its two partials is each worker's (see detail::Partial).
   template <class Closure>
