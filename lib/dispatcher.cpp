@@ -180,7 +180,7 @@ void Dispatcher::terminate() {
   host_.cancel();
   const std::exception_ptr closed = std::make_exception_ptr(
       PoolClosed("forkpool: the pool was terminated before this call ran (terminate())"));
-  for (Queued& q : abandoned) q.done->set(closed);
+  for (Queued& q : abandoned) finish(q, closed);
 }
 
 void Dispatcher::join() {
@@ -226,15 +226,22 @@ void Dispatcher::loop() {
   host_.shut_down();
 }
 
+// Before the completion: a Future that then takes a map's result array must own it alone.
+void Dispatcher::finish(Queued& call, std::exception_ptr error) noexcept {
+  call.op.input.reset();
+  call.op.output.reset();
+  call.done->set(std::move(error));
+}
+
 void Dispatcher::run_map(Queued& call) {
   const AsyncOp& op = call.op;
   try {
     host_.run(JobCallable{op.chunk, op.closure.get(), op.size, op.align, op.each_item_once},
               op.first, op.last, op.schedule);
     segment_->prefault(op.out, op.out_bytes, false);
-    call.done->set(nullptr);
+    finish(call, nullptr);
   } catch (...) {
-    call.done->set(std::current_exception());
+    finish(call, std::current_exception());
   }
 }
 
@@ -275,20 +282,20 @@ void Dispatcher::run_tasks(std::vector<Queued>& tasks) {
     for (std::size_t i = 0; i < n; ++i) {
       switch (states.get()[i].load(std::memory_order_relaxed)) {
         case kReturned:
-          tasks[i].done->set(nullptr);
+          finish(tasks[i], nullptr);
           break;
         case kThrew: {
           const TaskErrorSlot& e = errors.get()[i];
-          tasks[i].done->set(std::make_exception_ptr(TaskError(e.type, e.message)));
+          finish(tasks[i], std::make_exception_ptr(TaskError(e.type, e.message)));
           break;
         }
         default:  // the map failed before this task finished
-          tasks[i].done->set(failure);
+          finish(tasks[i], failure);
       }
     }
   } catch (...) {
     // The tables did not fit in the segment, or memory ran out: the tasks not done yet fail.
-    for (Queued& t : tasks) t.done->set(std::current_exception());
+    for (Queued& t : tasks) finish(t, std::current_exception());
   }
 }
 

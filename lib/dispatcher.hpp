@@ -82,6 +82,8 @@ class Dispatcher {
   };
 
   void loop();
+  // Lets go of the call's memory, then sets its completion.
+  static void finish(Queued& call, std::exception_ptr error) noexcept;
   void run_map(Queued& call);
   void run_tasks(std::vector<Queued>& tasks);
 

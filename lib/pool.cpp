@@ -174,9 +174,10 @@ struct Pool::Impl {
   std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths, stopped
 
   // A thread that reaps workers dying while the pool is idle (the map's thread does it during a
-  // map). It only reaps: replacements are forked by the next call, on the caller's thread (a
-  // fork from a thread of the library's, at any moment, would make the fork-safety rule
-  // unpredictable). None when the thread could not be made (RLIMIT_NPROC counts threads).
+  // map). It only reaps: replacements are forked by the next call, on the caller's thread, or on
+  // the dispatcher's for a call the program queued (a fork from a thread of the library's, at any
+  // moment, would make the fork-safety rule unpredictable). None when the thread could not be
+  // made (RLIMIT_NPROC counts threads).
   std::unique_ptr<std::thread> monitor;
   std::mutex monitor_mutex;  // for stop_monitor
   int monitor_wake = -1;     // an eventfd: look again (a new worker), or stop
@@ -819,7 +820,6 @@ void Pool::terminate() {
   }
   impl_->stop_monitor();
   const std::lock_guard lock(impl_->mutex);
-  impl_->closed = true;
   impl_->kill_and_reap();
 }
 

@@ -181,6 +181,37 @@ TEST(Async, ATaskThatAlwaysKillsItsWorkerFailsAlone) {
   EXPECT_TRUE(forkpool_test::map_works(pool));
 }
 
+TEST(Async, OptionsTimeoutFailsOnlyTheTasksStillRunning) {
+  Pool pool(forkpool::Options{.processes = 2, .timeout = 300ms});
+  auto quick = submit_each(pool, 6, &times3);
+  Future<int> stuck = pool.submit([] {
+    spin_for_us(5'000'000);
+    return 1;
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THROW(stuck.get(), forkpool::Timeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  for (std::int64_t i = 0; i < 6; ++i) EXPECT_EQ(quick[static_cast<std::size_t>(i)].get(), i * 3);
+  EXPECT_TRUE(forkpool_test::map_works(pool));
+}
+
+TEST(Async, DroppedFuturesLeaveOtherMemoryAlone) {
+  Pool pool(2);
+  // Futures dropped at once: their tasks still run, and write into slots that must still be theirs.
+  for (std::int64_t i = 0; i < 200; ++i)
+    static_cast<void>(pool.submit(
+        [](std::int64_t x) {
+          spin_for_us(200);
+          return -1 - x;
+        },
+        i));
+  static_cast<void>(pool.map_async([](std::int64_t x) { return -1 - x; }, forkpool::range(64)));
+  std::vector<SharedArray<std::int64_t>> probes;
+  for (int k = 0; k < 300; ++k) probes.push_back(pool.shared_array<std::int64_t>(1));
+  EXPECT_EQ(pool.submit(&times3, 1).get(), 3);  // runs after everything queued before it
+  for (const auto& p : probes) EXPECT_EQ(p[0], 0);
+}
+
 TEST(Async, AFutureOutlivesItsPool) {
   Future<std::int64_t> f;
   Future<SharedArray<std::int64_t>> m;

@@ -306,8 +306,14 @@ class Pool {
   auto submit(F f, Args... args) {
     using R = detail::TaskResult<F, Args...>;
     detail::FutureValue<R> value;
-    if constexpr (!std::is_void_v<R>) value.slot = allocate<R>(1, "the result of a task");
-    auto done = enqueue(detail::task_op<R>(detail::bind_task(f, args...), value.address()));
+    void* result = nullptr;
+    if constexpr (!std::is_void_v<R>) {
+      value.slot = std::make_shared<SharedArray<R>>(allocate<R>(1, "the result of a task"));
+      result = value.slot->data();
+    }
+    detail::AsyncOp op = detail::task_op<R>(detail::bind_task(f, args...), result);
+    if constexpr (!std::is_void_v<R>) op.output = value.slot;
+    auto done = enqueue(std::move(op));
     return Future<R>(std::move(done), std::move(value));
   }
   template <class F, class... Args>
@@ -331,8 +337,8 @@ class Pool {
   auto map_async(F f, Range r, Schedule s) {
     using R = detail::RangeResult<F>;
     auto out = allocate<R>(count(r), "the results of map");
-    return map_future(detail::RangeMap<F, R>{f, out.data(), r.first}, r, s, std::move(out),
-                      nullptr);
+    const detail::RangeMap<F, R> closure{f, out.data(), r.first};
+    return map_future(closure, r, s, std::move(out), nullptr);
   }
   template <class F, ContiguousInput In>
   auto map_async(F f, const In& in) {
@@ -494,7 +500,9 @@ class Pool {
     op.input = std::move(input);
     op.out = out.data();
     op.out_bytes = out.size() * sizeof(R);
-    return Future<SharedArray<R>>(enqueue(std::move(op)), {std::move(out)});
+    auto results = std::make_shared<SharedArray<R>>(std::move(out));
+    op.output = results;
+    return Future<SharedArray<R>>(enqueue(std::move(op)), {std::move(results)});
   }
   // For a map_reduce: which of its two partials is each worker's (see detail::Partial).
   template <class Closure>

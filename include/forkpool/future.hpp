@@ -34,22 +34,21 @@ void rethrow_error(const Completion& c);  // what stopped the call, if anything 
 [[noreturn]] void throw_not_ready(std::chrono::nanoseconds timeout);
 
 // Where a future's result is: a one-element array in the segment that the worker wrote (a task),
-// nothing (a task returning void), or the result array of a map.
+// nothing (a task returning void), or the result array of a map. Shared with the queued call,
+// which keeps it until it has run, so that a future dropped early is never written through.
 template <class R>
 struct FutureValue {
-  SharedArray<R> slot;
-  void* address() noexcept { return slot.data(); }
-  R take() { return slot[0]; }
+  std::shared_ptr<SharedArray<R>> slot;
+  R take() { return (*slot)[0]; }
 };
 template <>
 struct FutureValue<void> {
-  void* address() noexcept { return nullptr; }
   void take() {}
 };
 template <class T>
 struct FutureValue<SharedArray<T>> {
-  SharedArray<T> array;
-  SharedArray<T> take() { return std::move(array); }
+  std::shared_ptr<SharedArray<T>> array;
+  SharedArray<T> take() { return std::move(*array); }
 };
 
 }  // namespace detail

@@ -116,8 +116,11 @@ struct AsyncOp {
   std::int64_t first = 0;
   std::int64_t last = 0;
   Schedule schedule = Schedule::static_blocks();
-  std::shared_ptr<const void> input;  // the map's input copied into the segment, if it was
-  const void* out = nullptr;          // the map's results, prefaulted for reading once done
+  // Segment memory the call reads or writes, kept until it has run: a map's copy of its input,
+  // and the task's result slot or the map's result array (its Future may be dropped first).
+  std::shared_ptr<const void> input;
+  std::shared_ptr<const void> output;
+  const void* out = nullptr;  // the map's results, prefaulted for reading once done
   std::size_t out_bytes = 0;
 };
 
