@@ -22,7 +22,8 @@ ScheduleState schedule_state(Control& control, ChunkRange* ranges);
 // claims.
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots);
 
-// Worker `worker`: runs its share of control.job and returns when there is nothing left for it.
+// Worker `worker`: runs its share of control.job, then helps with the tasks its items spawned
+// (tasks.hpp), and returns when there is nothing left for it.
 // Between pieces it checks that `parent` is still its parent, and exits if not.
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
                   pid_t parent);
