@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <set>
 #include <stdexcept>
@@ -252,6 +253,36 @@ TEST(Tasks, ADeadThiefStopsTheMapWithBrokenPool) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - start).count(), 10.0);
   EXPECT_NE(pool.pids(), before) << "the dead thief was not replaced";
   EXPECT_TRUE(forkpool_test::map_works(pool));
+}
+
+TEST(Tasks, MapReduceItemsThatSpawn) {
+  Pool pool(2);
+  const std::int64_t total =
+      pool.map_reduce([](std::int64_t n) { return fib(static_cast<int>(n)); },
+                      forkpool::range(10, 20), std::int64_t{0}, std::plus<>{});
+  std::int64_t expected = 0;
+  for (int n = 10; n < 20; ++n) expected += fib_closed_form(n);
+  EXPECT_EQ(total, expected);
+}
+
+// The item dies the first time it runs, after its children have all run: no task is
+// outstanding, so the item is simply run again (Options::retries), like any item.
+std::int64_t sum_then_die_once(int* died) {
+  TaskGroup g;
+  auto a = g.spawn(fib, 15);
+  auto b = g.spawn(fib, 16);
+  g.wait();
+  if (std::atomic_ref<int>(*died).exchange(1) == 0) raise(SIGKILL);
+  return a.get() + b.get();
+}
+
+TEST(Tasks, ADeathWithNoTaskOutstandingIsRetried) {
+  Pool pool(2);
+  auto died = pool.shared_array<int>(1);
+  int* d = died.data();
+  const auto out = pool.map([d](std::int64_t) { return sum_then_die_once(d); }, forkpool::range(1));
+  EXPECT_EQ(died[0], 1);
+  EXPECT_EQ(out[0], fib_closed_form(17));
 }
 
 // A binary tree of busy tasks, far too big to finish: 2^22 tasks of 20 us.
