@@ -140,7 +140,8 @@ struct Pool::Impl {
   void check_idle_workers();
   std::uint64_t committed() const;
   [[noreturn]] void throw_stop(std::uint32_t stop) const;
-  [[noreturn]] void throw_tasks_lost(const Death& d, const detail::Job& map_job) const;
+  [[noreturn]] void throw_tasks_lost(const std::vector<Death>& dead,
+                                     const detail::Job& map_job) const;
   [[noreturn]] void throw_unfinished(const Unfinished& u, const detail::Job& map_job) const;
   void shut_down();
   void kill_and_reap();
@@ -401,7 +402,7 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
       if (control->stop.load(std::memory_order_relaxed) != detail::kRunning) break;
     }
     if (const std::uint32_t stop = control->stop.load(std::memory_order_acquire)) {
-      if (stop == detail::kTaskLost) throw_tasks_lost(u.deaths.back(), map_job);
+      if (stop == detail::kTaskLost) throw_tasks_lost(u.deaths, map_job);
       throw_stop(stop);
     }
     if (each_item_once) {
@@ -509,9 +510,13 @@ void Pool::Impl::throw_stop(std::uint32_t stop) const {
   }
 }
 
-void Pool::Impl::throw_tasks_lost(const Death& d, const detail::Job& map_job) const {
-  throw BrokenPool("forkpool: worker " + std::to_string(d.worker) + " (pid " +
-                   std::to_string(d.pid) + ") " + describe_exit(d.status) +
+void Pool::Impl::throw_tasks_lost(const std::vector<Death>& dead,
+                                  const detail::Job& map_job) const {
+  const std::string who = dead.empty() ? "a worker died"
+                                       : "worker " + std::to_string(dead.back().worker) + " (pid " +
+                                             std::to_string(dead.back().pid) + ") " +
+                                             describe_exit(dead.back().status);
+  throw BrokenPool("forkpool: " + who +
                    " while the map's tasks were running; tasks are not run again, so the map "
                    "stopped (the dead worker was replaced); map over items " +
                    items(map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count)));
