@@ -39,8 +39,10 @@
 // worker still claims (an item still running may spawn), and leaves when no worker claims and
 // no task is pending. Both only fall: a task can only be spawned by a running task (counted) or
 // a claiming worker's item, so the first moment both read zero, the job's tasks are done. The
-// parent clears a dead worker's flag. Correctness does not depend on the helpers: every spawner
-// waits for its own children and runs them itself if nobody stole them.
+// parent clears a dead worker's flag. One shortcut (may_leave): in a job of at least one item
+// per worker in which no task has been pushed yet, a plain map, a worker leaves as soon as no
+// task is pending, as it did before tasks existed. Correctness does not depend on the helpers:
+// every spawner waits for its own children and runs them itself if nobody stole them.
 //
 // Idle workers. A worker with nothing to run polls, yielding the CPU, for kIdlePoll, then sleeps
 // on a shared futex (TaskPool::wake_epoch) for at most kIdleSleep, after announcing itself in
@@ -135,6 +137,19 @@ bool quiescent(const TaskPool& pool) {
   for (unsigned w = 0; w < pool.workers; ++w)
     if (pool.per_worker[w].claiming.load(std::memory_order_seq_cst) != 0) return false;
   return pool.pending.load(std::memory_order_seq_cst) == 0;
+}
+
+// Whether a worker whose claimer has run dry may leave the job: when it is quiescent, or at once
+// in a job of at least one item per worker where no task has been spawned (a plain map: staying
+// for the items still running would only delay the worker's finish, and the map's, on a loaded
+// machine). A job of fewer items than workers (pool.for_each(range(1), root)) keeps its idle
+// workers until quiescence: its items are the roots of task trees.
+bool may_leave(const TaskPool& pool) {
+  if (pool.spawned.load(std::memory_order_relaxed) == 0 &&
+      g_worker.control->job.count >= pool.workers &&
+      pool.pending.load(std::memory_order_seq_cst) == 0)
+    return true;
+  return quiescent(pool);
 }
 
 std::uint64_t next_random() {
@@ -293,6 +308,7 @@ void free_task_pool(Segment& segment, TaskPool* pool) noexcept {
 
 void prepare_tasks(TaskPool& pool) noexcept {
   pool.pending.store(0, std::memory_order_relaxed);
+  pool.spawned.store(0, std::memory_order_relaxed);
   for (unsigned w = 0; w < pool.workers; ++w) {
     pool.per_worker[w].deque.reset();
     pool.per_worker[w].claiming.store(1, std::memory_order_relaxed);
@@ -336,8 +352,8 @@ void JobTasks::help() noexcept {
       idle.reset();
       continue;
     }
-    if (quiescent(pool)) return;
-    idle.wait([&pool] { return quiescent(pool); });
+    if (may_leave(pool)) return;
+    idle.wait([&pool] { return may_leave(pool); });
   }
 }
 
@@ -388,6 +404,9 @@ void submit(TaskHeader& task) {
   task.group->fetch_add(1, std::memory_order_relaxed);
   pool.pending.fetch_add(1, std::memory_order_relaxed);
   if (g_worker.me->deque.try_push(&task)) {
+    // Read first: after the first push of a job, the line is only read.
+    if (pool.spawned.load(std::memory_order_relaxed) == 0)
+      pool.spawned.store(1, std::memory_order_relaxed);
     wake_sleepers(pool);
     return;
   }

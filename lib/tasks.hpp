@@ -33,6 +33,8 @@ struct alignas(64) WorkerTasks {
 struct TaskPool {
   // Tasks spawned in this job and not finished yet (a running task counts).
   alignas(64) std::atomic<std::int64_t> pending{0};
+  // Whether any task was pushed in this job (set once, then only read).
+  alignas(64) std::atomic<std::uint32_t> spawned{0};
   // Idle workers sleep on wake_epoch (a futex word); sleepers counts them (see tasks.cpp).
   alignas(64) std::atomic<std::uint32_t> wake_epoch{0};
   std::atomic<std::uint32_t> sleepers{0};
