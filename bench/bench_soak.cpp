@@ -17,6 +17,8 @@
 // benchmark (SkipWithError) and the exit status.
 //
 // --soak_seed=S replays a run's sequence of maps and faults (the default is fixed).
+#include "flags.hpp"
+
 #include <forkpool/forkpool.hpp>
 
 #include <benchmark/benchmark.h>
@@ -332,39 +334,14 @@ void BM_soak(benchmark::State& state) {
                     std::to_string(end.procs));
 }
 
-// Takes --soak_maps=N and --soak_seed=S out of argv (Google Benchmark rejects flags it does
-// not know).
-bool take_flags(int& argc, char** argv) {
-  int out = 1;
-  for (int k = 1; k < argc; ++k) {
-    std::uint64_t* target = nullptr;
-    const char* text = nullptr;
-    for (auto [flag, var] :
-         {std::pair{"--soak_maps=", &g_maps}, std::pair{"--soak_seed=", &g_seed}})
-      if (std::strncmp(argv[k], flag, std::strlen(flag)) == 0) {
-        target = var;
-        text = argv[k] + std::strlen(flag);
-      }
-    if (target == nullptr) {
-      argv[out++] = argv[k];
-      continue;
-    }
-    char* end = nullptr;
-    *target = std::strtoull(text, &end, 0);
-    if (*text == '\0' || *end != '\0' || (target == &g_maps && *target == 0)) {
-      std::fprintf(stderr, "bench_soak: bad value in %s\n", argv[k]);
-      return false;
-    }
-  }
-  argc = out;
-  argv[argc] = nullptr;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!take_flags(argc, argv)) return 2;
+  constexpr std::uint64_t kAny = std::numeric_limits<std::uint64_t>::max();
+  if (!forkpool_bench::take_uint_flags(
+          argc, argv, {{"--soak_maps=", &g_maps, 1, kAny}, {"--soak_seed=", &g_seed, 0, kAny}},
+          "bench_soak"))
+    return 2;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   // The workers that abort or crash on purpose leave no core files.

@@ -27,8 +27,17 @@ struct Job {
   ClaimRule rule;
 };
 
-// Why a map stopped early; the first reason wins.
-enum Stop : std::uint32_t { kRunning = 0, kTaskError = 1, kCancelled = 2, kTimedOut = 3 };
+// Why a map stopped early; the first reason wins. kTaskLost: a worker died while tasks were
+// outstanding (tasks.hpp).
+enum Stop : std::uint32_t {
+  kRunning = 0,
+  kTaskError = 1,
+  kCancelled = 2,
+  kTimedOut = 3,
+  kTaskLost = 4
+};
+
+struct TaskPool;
 
 // The first exception of a map, written by the worker that claimed it.
 struct TaskErrorSlot {
@@ -128,6 +137,9 @@ struct Control {
   ChunkTrace* trace = nullptr;
   std::uint32_t trace_capacity = 0;
   std::int64_t map_start_nanoseconds = 0;  // steady clock; the origin of the trace's times
+
+  // The workers' task deques and arenas (tasks.hpp); made with the pool.
+  TaskPool* tasks = nullptr;
 
   alignas(64) std::byte closure[kInlineClosureBytes];
 };

@@ -5,6 +5,7 @@
 #include "progress.hpp"
 #include "recovery.hpp"
 #include "scheduler.hpp"
+#include "tasks.hpp"
 #include "wait.hpp"
 #include "worker.hpp"
 
@@ -44,6 +45,9 @@ constexpr auto kStopGrace = std::chrono::milliseconds(100);
 constexpr unsigned kProcessesPerCpu = 64;
 constexpr std::uint64_t kMaxItems = std::uint64_t{1} << 62;
 constexpr std::size_t kMaxTrace = std::size_t{1} << 24;  // chunk records per worker
+constexpr std::size_t kMaxTaskDeque = std::size_t{1} << 24;
+constexpr std::size_t kMinTaskArena = 4096;
+constexpr std::size_t kDefaultTaskArena = std::size_t{16} << 20;
 
 std::string describe_exit(int status) {
   if (status < 0) return "exited (its status was taken by someone else)";
@@ -143,6 +147,8 @@ struct Pool::Impl {
   void check_idle_workers();
   std::uint64_t committed() const;
   [[noreturn]] void throw_stop(std::uint32_t stop) const;
+  [[noreturn]] void throw_tasks_lost(const std::vector<Death>& dead,
+                                     const detail::Job& map_job) const;
   [[noreturn]] void throw_unfinished(const Unfinished& u, const detail::Job& map_job) const;
   void shut_down();
   void cancel() noexcept;
@@ -210,6 +216,11 @@ Pool::Impl::Impl(const Options& o, unsigned processes)
       detail::SharedItemTime[processes];
   control->times = times;
   control->statistics = options.statistics;
+  control->tasks = detail::make_task_pool(
+      *segment, processes, options.task_deque_capacity,
+      options.task_arena_bytes != 0
+          ? options.task_arena_bytes
+          : std::min(kDefaultTaskArena, options.segment_bytes / 16 / processes));
   if (options.trace_chunks) {
     control->trace_capacity = static_cast<std::uint32_t>(options.trace_capacity);
     trace = new (segment->allocate(sizeof(detail::ChunkTrace) * processes * options.trace_capacity,
@@ -228,6 +239,7 @@ Pool::Impl::~Impl() {
   if (wake_fd >= 0) ::close(wake_fd);
   if (trace != nullptr)
     segment->deallocate(trace, sizeof(detail::ChunkTrace) * workers * options.trace_capacity);
+  detail::free_task_pool(*segment, control->tasks);
   segment->deallocate(times, sizeof(detail::SharedItemTime) * workers);
   segment->deallocate(slots, sizeof(detail::WorkerSlot) * workers);
   segment->deallocate(ranges, sizeof(detail::ChunkRange) * workers);
@@ -357,7 +369,9 @@ bool Pool::Impl::finished(std::uint32_t generation) const {
 }
 
 void Pool::Impl::record_death(unsigned w, int status) {
-  deaths.push_back({w, pids[w], status, slots[w].retired.load(std::memory_order_relaxed) != 0});
+  const bool retired = slots[w].retired.load(std::memory_order_relaxed) != 0;
+  deaths.push_back({w, pids[w], status, retired});
+  detail::tasks_worker_died(*control, w, retired);
   ::close(pidfds[w]);
   pids[w] = -1;
   pidfds[w] = -1;
@@ -470,7 +484,10 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
       }
       if (control->stop.load(std::memory_order_relaxed) != detail::kRunning) break;
     }
-    if (const std::uint32_t stop = control->stop.load(std::memory_order_acquire)) throw_stop(stop);
+    if (const std::uint32_t stop = control->stop.load(std::memory_order_acquire)) {
+      if (stop == detail::kTaskLost) throw_tasks_lost(u.deaths, map_job);
+      throw_stop(stop);
+    }
     if (each_item_once) {
       const std::uint64_t done = committed();
       auto exact =
@@ -584,6 +601,18 @@ void Pool::Impl::throw_stop(std::uint32_t stop) const {
               std::chrono::duration_cast<std::chrono::milliseconds>(options.timeout).count()) +
           " ms); the workers still running it were killed and replaced");
   }
+}
+
+void Pool::Impl::throw_tasks_lost(const std::vector<Death>& dead,
+                                  const detail::Job& map_job) const {
+  const std::string who = dead.empty() ? "a worker died"
+                                       : "worker " + std::to_string(dead.back().worker) + " (pid " +
+                                             std::to_string(dead.back().pid) + ") " +
+                                             describe_exit(dead.back().status);
+  throw BrokenPool("forkpool: " + who +
+                   " while the map's tasks were running; tasks are not run again, so the map "
+                   "stopped (the dead worker was replaced); map over items " +
+                   items(map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count)));
 }
 
 void Pool::Impl::throw_unfinished(const Unfinished& u, const detail::Job& map_job) const {
@@ -724,6 +753,15 @@ Pool::Pool(Options options) {
                                 " (64 x cpu_count(), and below RLIMIT_NPROC)");
   if (options.timeout < std::chrono::nanoseconds::zero())
     throw std::invalid_argument("forkpool::Pool: Options::timeout must be >= 0 (0 means none)");
+  if (!detail::valid_deque_capacity(options.task_deque_capacity) ||
+      options.task_deque_capacity > kMaxTaskDeque)
+    throw std::invalid_argument(
+        "forkpool::Pool: Options::task_deque_capacity must be a power of two in [2, 2^24] (got " +
+        std::to_string(options.task_deque_capacity) + ")");
+  if (options.task_arena_bytes != 0 && options.task_arena_bytes < kMinTaskArena)
+    throw std::invalid_argument("forkpool::Pool: Options::task_arena_bytes must be at least " +
+                                std::to_string(kMinTaskArena) + " (got " +
+                                std::to_string(options.task_arena_bytes) + ")");
   if (options.trace_chunks && (options.trace_capacity == 0 || options.trace_capacity > kMaxTrace))
     throw std::invalid_argument("forkpool::Pool: Options::trace_capacity must be in [1, " +
                                 std::to_string(kMaxTrace) + "] when trace_chunks is set (got " +

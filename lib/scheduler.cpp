@@ -19,6 +19,7 @@
 // waitpid).
 #include "scheduler.hpp"
 
+#include "tasks.hpp"
 #include "worker.hpp"
 
 #include <forkpool/detail/claimer.hpp>
@@ -88,10 +89,13 @@ class JobRunner {
     }
   }
 
-  // Runs items [lo, hi) and commits them.
+  // Runs items [lo, hi), and the tasks they spawned, and commits them.
   void run_piece(std::uint64_t lo, std::uint64_t hi) {
     const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
-    job_.run(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_, current_);
+    {
+      const ItemFrame tasks(first);
+      job_.run(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_, current_);
+    }
     current_ ^= 1;
     committed_ += hi - lo;
     slot_.commit.store(committed_ | (current_ ? kCommitSlotBit : 0), std::memory_order_release);
@@ -187,6 +191,7 @@ ScheduleState schedule_state(Control& control, ChunkRange* ranges) {
 
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
   reset_schedule_state(control.job.rule, schedule_state(control, ranges));
+  if (control.tasks != nullptr) prepare_tasks(*control.tasks);
   for (unsigned w = 0; w < control.workers; ++w) {
     WorkerSlot& s = slots[w];
     s.claim_base.store(commit_count(s.commit.load(std::memory_order_relaxed)),
@@ -198,7 +203,9 @@ void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
 
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
                   pid_t parent, TaskBudget& budget) {
+  JobTasks tasks(control, worker, parent);
   JobRunner(control, slots[worker], worker, parent, budget).run(schedule_state(control, ranges));
+  tasks.help();
 }
 
 }  // namespace forkpool::detail

@@ -31,8 +31,9 @@ struct TaskBudget {
   bool spent() const { return limit != 0 && claimed >= limit; }
 };
 
-// Worker `worker`: runs its share of control.job and returns when there is nothing left for it,
-// or when `budget` is spent (then at a chunk boundary, holding no claimed item uncommitted).
+// Worker `worker`: runs its share of control.job, then helps with the tasks its items spawned
+// (tasks.hpp), and returns when there is nothing left for it, or when `budget` is spent (then at a
+// chunk boundary, holding no claimed item uncommitted).
 // Between pieces it checks that `parent` is still its parent, and exits if not.
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,
                   pid_t parent, TaskBudget& budget);

@@ -33,6 +33,7 @@
 #include <forkpool/result_codec.hpp>
 #include <forkpool/schedule.hpp>
 #include <forkpool/stats.hpp>
+#include <forkpool/tasks.hpp>
 
 #include <sys/types.h>
 
@@ -159,6 +160,12 @@ struct Options {
   // runs it, and once with done == total when it succeeds. If it throws, the map is cancelled and
   // the exception reaches the caller. It may call Pool::cancel(), no other member of the pool.
   std::function<void(const Progress&)> on_progress{};
+  // Tasks (forkpool::spawn, TaskGroup): each worker's deque holds this many tasks (a power of two,
+  // 2 to 2^24), and each worker's arena in the segment this many bytes of tasks waiting or
+  // running (at least 4096; 0 means 16 MiB, or a sixteenth of segment_bytes shared by the
+  // workers if that is less). A spawn that finds either full runs its task at once instead.
+  std::size_t task_deque_capacity = 4096;
+  std::size_t task_arena_bytes = 0;
 };
 
 // An array of trivially copyable T in a pool's shared segment: the workers see it at the same
