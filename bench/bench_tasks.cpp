@@ -296,8 +296,7 @@ void register_all() {
   });
   add("quicksort/forkpool", [](benchmark::State& s, const std::string& n) {
     BM_quicksort(s, n, [](std::int32_t* a, std::int64_t size) {
-      g_pool->for_each(forkpool::range(1),
-                       [a, size](std::int64_t) { quicksort_forkpool(a, 0, size); });
+      g_pool->apply(quicksort_forkpool, a, std::int64_t{0}, size);
     });
   });
   add("tree/seq", [limit](benchmark::State& s, const std::string& n) {
@@ -312,9 +311,7 @@ void register_all() {
   });
   add("tree/forkpool", [limit](benchmark::State& s, const std::string& n) {
     BM_tree(s, n, [limit] {
-      const auto out = g_pool->map([limit](std::int64_t) { return tree_forkpool(kRoot, limit); },
-                                   forkpool::range(1));
-      return out[0];
+      return g_pool->apply(tree_forkpool, kRoot, limit);
     });
   });
 }

@@ -49,7 +49,7 @@ int main() {
   for (int& x : data) x = static_cast<int>(rng() % 1'000'000);
   int* a = data.data();
   const auto n = static_cast<std::int64_t>(data.size());
-  pool.for_each(forkpool::range(1), [a, n](std::int64_t) { quicksort(a, 0, n); });
+  pool.apply(quicksort, a, std::int64_t{0}, n);  // the root task; the others steal its children
   std::printf("sorted %zu ints: %s\n", data.size(),
               std::is_sorted(data.begin(), data.end()) ? "yes" : "no");
 

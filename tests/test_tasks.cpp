@@ -210,6 +210,31 @@ TEST(Tasks, TasksAreStolenByOtherWorkers) {
   for (pid_t p : pids) EXPECT_NE(std::find(workers.begin(), workers.end(), p), workers.end());
 }
 
+// A task run by Pool::apply or submit is a root like a map item: its children are stolen.
+TEST(Tasks, ApplyAndSubmitRunRootTasksWhoseChildrenAreStolen) {
+  Pool pool(3);
+  auto where = pool.shared_array<pid_t>(200);
+  pid_t* w = where.data();
+  pool.apply([w] {
+    for (int i = 0; i < 200; ++i) forkpool::spawn(record_pid, w + i);
+  });
+  const std::set<pid_t> pids(where.begin(), where.end());
+  EXPECT_EQ(pids.count(0), 0u) << "a task did not run";
+  EXPECT_GE(pids.size(), 2u) << "every task ran on the worker that spawned it";
+
+  std::vector<std::int32_t> data(200'000);
+  std::mt19937 rng(11);
+  for (auto& x : data) x = static_cast<std::int32_t>(rng() % 100000);
+  auto shared = pool.shared_array<std::int32_t>(std::span<const std::int32_t>(data));
+  auto sorted = pool.submit(quicksort, shared.data(), std::int64_t{0},
+                            static_cast<std::int64_t>(shared.size()));
+  auto sum = pool.submit(tree_sum, Node{2, 0});
+  sorted.get();
+  EXPECT_EQ(sum.get(), tree_sum_sequential({2, 0}));
+  std::sort(data.begin(), data.end());
+  EXPECT_TRUE(std::equal(data.begin(), data.end(), shared.begin()));
+}
+
 void throw_at(std::int64_t depth) {
   if (depth == 5) throw std::runtime_error("bad node");
   forkpool::spawn(throw_at, depth + 1);

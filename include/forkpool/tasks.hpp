@@ -1,6 +1,6 @@
 // Tasks that spawn tasks, inside a pool's workers (divide and conquer: quicksort, tree walks).
 //
-//   pool.for_each(forkpool::range(1), [data, n](std::int64_t) { quicksort(data, 0, n); });
+//   pool.apply(quicksort, data, std::int64_t{0}, n);  // the root task; spawns may be stolen
 //
 //   void quicksort(int* a, std::int64_t lo, std::int64_t hi) {   // a: in a SharedArray
 //     if (hi - lo < 10000) return std::sort(a + lo, a + hi);
@@ -33,8 +33,8 @@
 // meanwhile instead of blocking. A map item that spawns is finished, for the map, once its
 // children are.
 //
-// Only in a worker's own thread, inside a map, for_each or map_reduce item or in a task; anywhere
-// else they throw std::logic_error. If the map stops (an exception in a task or item, cancel(),
+// Only in a worker's own thread, inside a map, for_each or map_reduce item, a task run by
+// Pool::apply or submit, or a task they spawned; anywhere else they throw std::logic_error. If the map stops (an exception in a task or item, cancel(),
 // a timeout, a dead worker), a wait unwinds the task with an internal exception that is not a
 // std::exception: let it pass (do not swallow it with catch (...)), and the map throws why it
 // stopped. A worker that dies while tasks are outstanding makes the map throw BrokenPool: tasks
