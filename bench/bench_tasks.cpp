@@ -310,9 +310,7 @@ void register_all() {
     });
   });
   add("tree/forkpool", [limit](benchmark::State& s, const std::string& n) {
-    BM_tree(s, n, [limit] {
-      return g_pool->apply(tree_forkpool, kRoot, limit);
-    });
+    BM_tree(s, n, [limit] { return g_pool->apply(tree_forkpool, kRoot, limit); });
   });
 }
 

@@ -34,11 +34,11 @@
 // children are.
 //
 // Only in a worker's own thread, inside a map, for_each or map_reduce item, a task run by
-// Pool::apply or submit, or a task they spawned; anywhere else they throw std::logic_error. If the map stops (an exception in a task or item, cancel(),
-// a timeout, a dead worker), a wait unwinds the task with an internal exception that is not a
-// std::exception: let it pass (do not swallow it with catch (...)), and the map throws why it
-// stopped. A worker that dies while tasks are outstanding makes the map throw BrokenPool: tasks
-// are not run again.
+// Pool::apply or submit, or a task they spawned; anywhere else they throw std::logic_error. If the
+// map stops (an exception in a task or item, cancel(), a timeout, a dead worker), a wait unwinds
+// the task with an internal exception that is not a std::exception: let it pass (do not swallow it
+// with catch (...)), and the map throws why it stopped. A worker that dies while tasks are
+// outstanding makes the map throw BrokenPool: tasks are not run again.
 #pragma once
 
 #include <atomic>
