@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iterator>
+#include <list>
 #include <ranges>
 #include <stdexcept>
 #include <thread>
@@ -90,18 +91,16 @@ TEST(Imap, EveryKindOfInputGivesTheResultsOfMap) {
   const std::vector<double> expected = pool.map(norm, points).to_vector();
   const ImapOptions small{.chunksize = 5, .ahead = 4};
 
-  std::vector<double> from_vector, from_shared, from_view, from_temporary;
+  std::vector<double> from_vector, from_shared, from_list, from_temporary;
   for (double r : pool.imap(norm, points, small)) from_vector.push_back(r);
   const auto shared = pool.shared_array<Point>(points);
   for (double r : pool.imap(norm, shared, small)) from_shared.push_back(r);
-  auto view = std::views::iota(0, 777) | std::views::transform([](int i) {
-                return Point{i * 0.5, -i * 1.0};
-              });
-  for (double r : pool.imap(norm, view, small)) from_view.push_back(r);
+  const std::list<Point> list(points.begin(), points.end());  // read through its iterators
+  for (double r : pool.imap(norm, list, small)) from_list.push_back(r);
   for (double r : pool.imap(norm, std::vector<Point>(points), small)) from_temporary.push_back(r);
   EXPECT_EQ(from_vector, expected);
   EXPECT_EQ(from_shared, expected);
-  EXPECT_EQ(from_view, expected);
+  EXPECT_EQ(from_list, expected);
   EXPECT_EQ(from_temporary, expected);
 
   std::vector<int> seen(points.size());
@@ -137,7 +136,8 @@ TEST(Imap, ASlowReaderHoldsBackTheWorkers) {
     const auto check = [&] {
       std::this_thread::sleep_for(30ms);
       const std::int64_t n = started[0].load();
-      EXPECT_LE(n, read + 20) << "after " << read << " results, ordered " << ordered;
+      // The reader holds result read - 1: nothing past read - 1 + 20 may have started.
+      EXPECT_LE(n, read - 1 + 20) << "after " << read << " results, ordered " << ordered;
       EXPECT_GT(n, read) << "the workers should have run ahead";
     };
     const auto consume = [&](auto&& stream) {
@@ -156,7 +156,7 @@ TEST(Imap, ASlowReaderHoldsBackTheWorkers) {
 
 // An input range that counts how far it has been read: each ++ makes the next item, as a
 // generator or a stream would.
-class CountingInput : public std::ranges::view_interface<CountingInput> {
+class CountingInput {
  public:
   class iterator {
    public:
@@ -175,7 +175,6 @@ class CountingInput : public std::ranges::view_interface<CountingInput> {
    private:
     const CountingInput* in_ = nullptr;
   };
-  CountingInput() = default;
   CountingInput(std::int64_t* made, std::int64_t size) : made(made), size(size) {}
   iterator begin() const { return iterator(this); }
   std::default_sentinel_t end() const { return {}; }
@@ -183,7 +182,7 @@ class CountingInput : public std::ranges::view_interface<CountingInput> {
   std::int64_t* made = nullptr;  // the position of the current item
   std::int64_t size = 0;
 };
-static_assert(std::ranges::input_range<CountingInput> && std::ranges::view<CountingInput>);
+static_assert(std::ranges::input_range<CountingInput>);
 
 TEST(Imap, ReadsItsInputLazily) {
   Pool pool(2);
@@ -191,11 +190,11 @@ TEST(Imap, ReadsItsInputLazily) {
   std::int64_t made = 0;
   std::int64_t read = 0;
   auto stream = pool.imap([](std::int64_t i) { return i * 3; }, CountingInput(&made, 500), o);
-  EXPECT_LE(made, 12);
+  EXPECT_LE(made + 1, 12);  // items read: the one at `made` and those before it
   for (std::int64_t r : stream) {
     EXPECT_EQ(r, read * 3);
     ++read;
-    EXPECT_LE(made, read + 12) << "after " << read << " results";
+    EXPECT_LE(made + 1, read - 1 + 12) << "after " << read << " results";
   }
   EXPECT_EQ(read, 500);
   EXPECT_EQ(made, 500);

@@ -142,15 +142,13 @@ auto range_stream(Pool& pool, F f, std::int64_t first, std::int64_t last, const 
 
 template <bool Ordered, class F, class In>
 auto view_stream(Pool& pool, F f, In&& in, const ImapOptions& o, std::optional<Schedule> s) {
-  using V = std::views::all_t<In>;
-  using T = std::ranges::range_value_t<V>;
+  using T = std::remove_cv_t<std::ranges::range_value_t<std::remove_reference_t<In>&>>;
   static_assert(std::is_trivially_copyable_v<T>,
                 "forkpool: imap's input items must be trivially copyable, because they are "
                 "copied as bytes into shared memory for the workers");
   using R = SpanResult<F, T>;
-  return ImapRange<StreamValue<Ordered, R>>(
-      std::make_unique<ViewStream<F, V, R>>(pool, f, std::views::all(std::forward<In>(in)),
-                                            stream_shape(Ordered, o, s, 0, sizeof(R), alignof(R))));
+  return ImapRange<StreamValue<Ordered, R>>(std::make_unique<ViewStream<F, In, R>>(
+      pool, f, std::forward<In>(in), stream_shape(Ordered, o, s, 0, sizeof(R), alignof(R))));
 }
 
 }  // namespace detail

@@ -50,7 +50,8 @@ class Pool;
 namespace forkpool::detail {
 
 template <class In>
-concept StreamableRange = std::ranges::input_range<In> && std::ranges::viewable_range<In>;
+concept StreamableRange = std::ranges::input_range<In> &&
+    (std::is_lvalue_reference_v<In> || std::move_constructible<std::remove_cvref_t<In>>);
 
 // The words the workers and the reader share, each on its own cache line.
 struct StreamShared {
@@ -240,35 +241,54 @@ class RangeStream final : public StreamCore {
   std::int64_t size_;
 };
 
-template <class V>
-constexpr bool kContiguousView = std::ranges::contiguous_range<V>&& std::ranges::sized_range<V>;
+template <class In>
+constexpr bool kContiguousInput =
+    std::ranges::contiguous_range<In&>&& std::ranges::sized_range<In&>;
 
-// The view a ViewStream reads, held in a base class so that it is in place before StreamCore
-// sizes the rings: `direct` when it is contiguous and in the segment (a SharedArray, or a span of
-// one), so the workers read it where it is.
-template <class V>
-struct HeldView {
-  HeldView(Pool& pool, V v) : view(std::move(v)) {
-    if constexpr (kContiguousView<V>)
-      direct = StreamCore::in_segment(pool, std::ranges::data(view));
+// The input a ViewStream reads: a pointer to it when it was passed as an lvalue (it must outlive
+// the stream), else the input itself, moved in. Held in a base class so that it is in place
+// before StreamCore sizes the rings: `direct` when it is contiguous and in the segment (a
+// SharedArray, or a span of one), so that the workers read it where it is.
+template <class In>
+struct HeldInput {
+  using Input = std::remove_reference_t<In>;
+  static constexpr bool kPointer = std::is_lvalue_reference_v<In>;
+
+  HeldInput(Pool& pool, In&& in) : held(hold(std::forward<In>(in))) {
+    if constexpr (kContiguousInput<Input>)
+      direct = StreamCore::in_segment(pool, std::ranges::data(input()));
   }
-  V view;
+  Input& input() {
+    if constexpr (kPointer)
+      return *held;
+    else
+      return held;
+  }
+
+  static auto hold(In&& in) {
+    if constexpr (kPointer)
+      return &in;
+    else
+      return std::remove_cv_t<Input>(std::move(in));
+  }
+  std::conditional_t<kPointer, Input*, std::remove_cv_t<Input>> held;
   bool direct = false;
 };
 
 // A stream over any input range of trivially copyable T: f(const T&).
-template <class F, class V, class R>
-class ViewStream final : private HeldView<V>, public StreamCore {
-  using T = std::ranges::range_value_t<V>;
-  static constexpr bool kContiguous = kContiguousView<V>;
+template <class F, class In, class R>
+class ViewStream final : private HeldInput<In>, public StreamCore {
+  using Input = std::remove_reference_t<In>;
+  using T = std::remove_cv_t<std::ranges::range_value_t<Input&>>;
+  static constexpr bool kContiguous = kContiguousInput<Input>;
 
  public:
-  ViewStream(Pool& pool, F f, V view, Shape shape)
-      : HeldView<V>(pool, std::move(view)), StreamCore(pool, with_ring(shape)) {
+  ViewStream(Pool& pool, F f, In&& in, Shape shape)
+      : HeldInput<In>(pool, std::forward<In>(in)), StreamCore(pool, with_ring(shape)) {
     if constexpr (kContiguous) {
       if (this->direct) {
         start(StreamMap<F, ArrayItems<T>, R>{
-            f, {std::ranges::data(this->view)}, static_cast<R*>(result_ring()), buffers()});
+            f, {std::ranges::data(this->input())}, static_cast<R*>(result_ring()), buffers()});
         return;
       }
     }
@@ -286,12 +306,13 @@ class ViewStream final : private HeldView<V>, public StreamCore {
   }
 
   std::uint64_t pull(std::int64_t first, std::uint64_t n) override {
+    Input& input = this->input();
     if constexpr (kContiguous) {
-      const auto size = static_cast<std::uint64_t>(std::ranges::size(this->view));
+      const auto size = static_cast<std::uint64_t>(std::ranges::size(input));
       n = std::min(n, size - static_cast<std::uint64_t>(first));
       if (this->direct) return n;
       T* ring = static_cast<T*>(input_ring());
-      const T* in = std::ranges::data(this->view) + first;
+      const auto* in = std::ranges::data(input) + first;
       const std::uint64_t slot = static_cast<std::uint64_t>(first) % capacity();
       const std::uint64_t before_wrap = std::min(n, capacity() - slot);
       std::copy_n(in, before_wrap, ring + slot);
@@ -302,12 +323,12 @@ class ViewStream final : private HeldView<V>, public StreamCore {
       // on ++ (a stream, a generator) is read no further than the window.
       T* ring = static_cast<T*>(input_ring());
       std::uint64_t slot = static_cast<std::uint64_t>(first) % capacity();
-      if (!it_) it_.emplace(std::ranges::begin(this->view));
+      if (!it_) it_.emplace(std::ranges::begin(input));
       std::uint64_t got = 0;
       for (; got < n; ++got) {
         if (advance_) ++*it_;
         advance_ = false;
-        if (*it_ == std::ranges::end(this->view)) break;
+        if (*it_ == std::ranges::end(input)) break;
         ring[slot] = *(*it_);
         advance_ = true;
         if (++slot == capacity()) slot = 0;
@@ -316,7 +337,7 @@ class ViewStream final : private HeldView<V>, public StreamCore {
     }
   }
 
-  std::optional<std::ranges::iterator_t<V>> it_;
+  std::optional<std::ranges::iterator_t<Input&>> it_;
   bool advance_ = false;
 };
 
