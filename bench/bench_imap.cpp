@@ -45,39 +45,44 @@ forkpool::Pool& pool() {
   return p;
 }
 
+// Times one_run() (a map or a stream, returning the sum of its results) and checks its sum.
+template <class Run>
+void measure(benchmark::State& state, Run one_run) {
+  for (auto _ : state) {
+    const std::uint64_t sum = one_run();
+    state.PauseTiming();
+    check(state, sum);
+    state.ResumeTiming();
+  }
+}
+
 void map(benchmark::State& state, std::optional<forkpool::Schedule> s) {
   const Item f = item(state);
-  for (auto _ : state) {
+  measure(state, [&] {
     const auto out =
         s ? pool().map(f, forkpool::range(kItems), *s) : pool().map(f, forkpool::range(kItems));
     std::uint64_t sum = 0;
     for (std::uint64_t r : out) sum += r;
-    state.PauseTiming();
-    check(state, sum);
-    state.ResumeTiming();
-  }
+    return sum;
+  });
 }
 
 void imap(benchmark::State& state, forkpool::ImapOptions o) {
   const Item f = item(state);
-  for (auto _ : state) {
+  measure(state, [&] {
     std::uint64_t sum = 0;
     for (std::uint64_t r : pool().imap(f, forkpool::range(kItems), o)) sum += r;
-    state.PauseTiming();
-    check(state, sum);
-    state.ResumeTiming();
-  }
+    return sum;
+  });
 }
 
 void imap_unordered(benchmark::State& state, forkpool::ImapOptions o) {
   const Item f = item(state);
-  for (auto _ : state) {
+  measure(state, [&] {
     std::uint64_t sum = 0;
     for (const auto& r : pool().imap_unordered(f, forkpool::range(kItems), o)) sum += r.value;
-    state.PauseTiming();
-    check(state, sum);
-    state.ResumeTiming();
-  }
+    return sum;
+  });
 }
 
 void configure(benchmark::internal::Benchmark* b) {

@@ -42,34 +42,35 @@ struct Indexed {
   R value;
 };
 
-// The range imap and imap_unordered return: move-only, and read once. Its iterator is an input
-// iterator; begin() waits for the first result. An exception a map would throw (TaskError,
-// BrokenPool, Timeout, Cancelled) is thrown by begin() or ++ and ends the range. The range
-// must not outlive its Pool; destroying it before its end stops the map, waiting for the items
-// running (at most a piece, about a millisecond of work, each), and leaves the pool usable.
-template <class V>
+// The range imap (ImapRange<R, true>: f's results R, in input order) and imap_unordered
+// (ImapRange<R, false>: Indexed<R>, as they finish) return: move-only, and read once. Its
+// iterator is an input iterator; begin() waits for the first result. An exception a map would throw
+// (TaskError, BrokenPool, Timeout, Cancelled) is thrown by begin() or ++ and ends the range. The
+// range must not outlive its Pool; destroying it before its end stops the map, waiting for the
+// items running (at most a piece, about a millisecond of work, each), and leaves the pool usable.
+template <class R, bool InOrder>
 class ImapRange {
   struct State;
 
  public:
-  using value_type = V;
+  using value_type = std::conditional_t<InOrder, R, Indexed<R>>;
 
   class iterator {
    public:
-    using value_type = V;
+    using value_type = typename ImapRange::value_type;
     using difference_type = std::ptrdiff_t;
     using iterator_concept = std::input_iterator_tag;
 
     iterator() = default;
-    const V& operator*() const { return *range_->current_; }
-    const V* operator->() const { return &*range_->current_; }
+    const value_type& operator*() const { return *range_->current; }
+    const value_type* operator->() const { return &*range_->current; }
     iterator& operator++() {
       range_->advance();
       return *this;
     }
     void operator++(int) { ++*this; }
     friend bool operator==(const iterator& i, std::default_sentinel_t) {
-      return !i.range_->current_;
+      return !i.range_->current;
     }
 
    private:
@@ -95,36 +96,24 @@ class ImapRange {
   struct State {
     explicit State(std::unique_ptr<detail::StreamCore> c) : core(std::move(c)) {}
     void advance() {
-      current_.reset();
+      current.reset();
       const std::int64_t k = core->next();
       if (k < 0) return;
-      if constexpr (std::is_same_v<V, Indexed<result_type>>)
-        current_.emplace(V{core->index_of(k), read(k)});
+      const R result = *static_cast<const R*>(core->result(k));
+      if constexpr (InOrder)
+        current.emplace(result);
       else
-        current_.emplace(read(k));
+        current.emplace(value_type{core->index_of(k), result});
     }
-    auto read(std::int64_t k) const { return *static_cast<const result_type*>(core->result(k)); }
     std::unique_ptr<detail::StreamCore> core;
-    std::optional<V> current_;
+    std::optional<value_type> current;
     bool begun = false;
   };
-  template <class T>
-  struct ResultOf {
-    using type = T;
-  };
-  template <class T>
-  struct ResultOf<Indexed<T>> {
-    using type = T;
-  };
-  using result_type = typename ResultOf<V>::type;
 
   std::unique_ptr<State> state_;
 };
 
 namespace detail {
-
-template <bool Ordered, class R>
-using StreamValue = std::conditional_t<Ordered, R, Indexed<R>>;
 
 inline StreamCore::Shape stream_shape(bool ordered, const ImapOptions& o, std::optional<Schedule> s,
                                       std::int64_t index_offset, std::size_t result_size,
@@ -136,7 +125,7 @@ template <bool Ordered, class F>
 auto range_stream(Pool& pool, F f, std::int64_t first, std::int64_t last, const ImapOptions& o,
                   std::optional<Schedule> s) {
   using R = RangeResult<F>;
-  return ImapRange<StreamValue<Ordered, R>>(std::make_unique<RangeStream<F, R>>(
+  return ImapRange<R, Ordered>(std::make_unique<RangeStream<F, R>>(
       pool, f, first, last, stream_shape(Ordered, o, s, first, sizeof(R), alignof(R))));
 }
 
@@ -147,7 +136,7 @@ auto view_stream(Pool& pool, F f, In&& in, const ImapOptions& o, std::optional<S
                 "forkpool: imap's input items must be trivially copyable, because they are "
                 "copied as bytes into shared memory for the workers");
   using R = SpanResult<F, T>;
-  return ImapRange<StreamValue<Ordered, R>>(std::make_unique<ViewStream<F, In, R>>(
+  return ImapRange<R, Ordered>(std::make_unique<ViewStream<F, In, R>>(
       pool, f, std::forward<In>(in), stream_shape(Ordered, o, s, 0, sizeof(R), alignof(R))));
 }
 
