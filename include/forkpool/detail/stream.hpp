@@ -258,6 +258,15 @@ struct HeldInput {
     if constexpr (kContiguousInput<Input>)
       direct = StreamCore::in_segment(pool, std::ranges::data(input()));
   }
+  // The stream's shape, with an input ring unless the input is read where it is.
+  StreamCore::Shape with_ring(StreamCore::Shape shape) const {
+    using T = std::remove_cv_t<std::ranges::range_value_t<Input&>>;
+    if (!direct) {
+      shape.input_size = sizeof(T);
+      shape.input_align = alignof(T);
+    }
+    return shape;
+  }
   Input& input() {
     if constexpr (kPointer)
       return *held;
@@ -284,7 +293,8 @@ class ViewStream final : private HeldInput<In>, public StreamCore {
 
  public:
   ViewStream(Pool& pool, F f, In&& in, Shape shape)
-      : HeldInput<In>(pool, std::forward<In>(in)), StreamCore(pool, with_ring(shape)) {
+      : HeldInput<In>(pool, std::forward<In>(in)),
+        StreamCore(pool, HeldInput<In>::with_ring(shape)) {
     if constexpr (kContiguous) {
       if (this->direct) {
         start(StreamMap<F, ArrayItems<T>, R>{
@@ -297,14 +307,6 @@ class ViewStream final : private HeldInput<In>, public StreamCore {
   }
 
  private:
-  Shape with_ring(Shape shape) const {
-    if (!this->direct) {
-      shape.input_size = sizeof(T);
-      shape.input_align = alignof(T);
-    }
-    return shape;
-  }
-
   std::uint64_t pull(std::int64_t first, std::uint64_t n) override {
     Input& input = this->input();
     if constexpr (kContiguous) {
