@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -134,11 +135,19 @@ struct Pool::Impl {
     std::vector<detail::LostSpan> lost;
     std::vector<Death> deaths;
   };
-  Unfinished run_map(const detail::Job& map_job, bool each_item_once);
-  void run_job(const detail::Job& job, Clock::time_point deadline);
   std::vector<unsigned> run_callable(const detail::JobCallable& callable, std::int64_t first,
                                      std::uint64_t n, Schedule s);
   detail::Dispatcher* existing_dispatcher();
+  // A map in two halves, so that a stream (Pool::imap) can read results while its window runs:
+  // start_map publishes the map's job; finish_map waits for it and runs the recovery rounds,
+  // which with deadline_per_job get Options::timeout each rather than the map's deadline.
+  void start_map(const detail::Job& map_job, bool reset_stop);
+  Unfinished finish_map(const detail::Job& map_job, bool each_item_once, bool deadline_per_job);
+  std::uint32_t publish_job(const detail::Job& job);
+  void complete_job(std::uint32_t generation, Clock::time_point deadline);
+  Clock::time_point deadline_from_now() const;
+  // The pool's mutex, once no stream is open (a stream keeps the pool busy between its calls).
+  std::unique_lock<std::mutex> acquire();
   bool finished(std::uint32_t generation) const;
   bool wait_for_job(std::uint32_t generation, Clock::time_point deadline);
   void collect_deaths(std::vector<pollfd>& fds, std::size_t first_pidfd);
@@ -159,6 +168,13 @@ struct Pool::Impl {
   void watch_idle_workers(std::vector<pollfd>& fds);
   void start_statistics();
   void collect_statistics(const detail::Job& map_job, Clock::duration makespan) noexcept;
+  // Sets last_stats when a map ends, normally or by an exception.
+  struct Statistics {
+    Impl& p;
+    const detail::Job& job;
+    Clock::time_point start;
+    ~Statistics() { p.collect_statistics(job, Clock::now() - start); }
+  };
 
   Options options;
   unsigned workers;
@@ -178,6 +194,17 @@ struct Pool::Impl {
   std::atomic<bool> closed{false};  // no more calls: close() or terminate()
   bool stopped = false;             // the workers were told to exit, or killed
   std::mutex mutex;  // one map, close or terminate at a time; guards pids, pidfds, deaths, stopped
+  Clock::time_point deadline;        // of the map running
+  std::uint32_t map_generation = 0;  // its first job's
+
+  // A stream (Pool::imap) holds the pool from its start to its end, between its own calls too:
+  // acquire() waits for it on `idle`, or throws on the stream's own thread.
+  bool streaming = false;
+  std::thread::id stream_thread;
+  std::condition_variable idle;
+  // The stream's window running, if window.count > 0.
+  detail::Job window{nullptr, nullptr, 0, 0, 1, Schedule::static_blocks(), {}};
+  Clock::time_point window_start;
 
   // A thread that reaps workers dying while the pool is idle (the map's thread does it during a
   // map). It only reaps: replacements are forked by the next call, on the caller's thread, or on
@@ -318,12 +345,8 @@ void Pool::Impl::fork_workers() {
 // Options::timeout would fail the same way in every replacement, so the pool is terminated.
 void Pool::Impl::await_initializers(const std::vector<unsigned>& started) {
   if (!options.initializer) return;
-  const Clock::time_point deadline =
-      options.timeout > std::chrono::nanoseconds::zero()
-          ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
-          : Clock::time_point::max();
   const std::uint32_t generation = control->generation.load(std::memory_order_relaxed);
-  const bool ready = wait_for_job(generation, deadline);
+  const bool ready = wait_for_job(generation, deadline_from_now());
   const auto death_of = [this](unsigned w) {
     return std::find_if(deaths.begin(), deaths.end(),
                         [w](const Death& d) { return d.worker == w; });
@@ -418,12 +441,16 @@ bool Pool::Impl::wait_for_job(std::uint32_t generation, Clock::time_point deadli
   return true;
 }
 
-void Pool::Impl::run_job(const detail::Job& job, Clock::time_point deadline) {
+std::uint32_t Pool::Impl::publish_job(const detail::Job& job) {
   control->job = job;
   detail::prepare_schedule(*control, ranges, slots);
   const std::uint32_t generation = control->generation.fetch_add(1, std::memory_order_seq_cst) + 1;
   if (control->sleepers.load(std::memory_order_seq_cst) != 0)
     detail::futex_wake(control->generation);
+  return generation;
+}
+
+void Pool::Impl::complete_job(std::uint32_t generation, Clock::time_point deadline) {
   if (wait_for_job(generation, deadline)) return;
   // Past the deadline: stop the job; kill the workers that do not stop at a piece boundary.
   std::uint32_t running = detail::kRunning;
@@ -436,6 +463,17 @@ void Pool::Impl::run_job(const detail::Job& job, Clock::time_point deadline) {
   }
 }
 
+std::unique_lock<std::mutex> Pool::Impl::acquire() {
+  std::unique_lock lock(mutex);
+  if (streaming && stream_thread == std::this_thread::get_id())
+    throw std::logic_error(
+        "forkpool: this thread is reading a stream (Pool::imap or imap_unordered) of this pool; "
+        "the pool serves one call at a time, so this call would wait for the stream forever: "
+        "finish or destroy the stream first");
+  idle.wait(lock, [this] { return !streaming; });
+  return lock;
+}
+
 std::uint64_t Pool::Impl::committed() const {
   std::uint64_t sum = 0;
   for (unsigned w = 0; w < workers; ++w)
@@ -443,22 +481,30 @@ std::uint64_t Pool::Impl::committed() const {
   return sum;
 }
 
-// Runs a map: its job, then, round after round, jobs for the items dead workers lost, until none
-// are lost or they have been run options.retries more times.
-Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each_item_once) {
-  const Clock::time_point deadline =
-      options.timeout > std::chrono::nanoseconds::zero()
-          ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
-          : Clock::time_point::max();
+Clock::time_point Pool::Impl::deadline_from_now() const {
+  return options.timeout > std::chrono::nanoseconds::zero()
+             ? Clock::now() + std::chrono::duration_cast<Clock::duration>(options.timeout)
+             : Clock::time_point::max();
+}
+
+void Pool::Impl::start_map(const detail::Job& map_job, bool reset_stop) {
+  deadline = deadline_from_now();
   for (unsigned w = 0; w < workers; ++w) slots[w].commit.store(0, std::memory_order_relaxed);
   start_statistics();
-  control->stop.store(detail::kRunning, std::memory_order_relaxed);
+  if (reset_stop) control->stop.store(detail::kRunning, std::memory_order_relaxed);
+  map_generation = publish_job(map_job);
+}
+
+// Finishes a map: its job, then, round after round, jobs for the items dead workers lost, until
+// none are lost or they have been run options.retries more times.
+Pool::Impl::Unfinished Pool::Impl::finish_map(const detail::Job& map_job, bool each_item_once,
+                                              bool deadline_per_job) {
   std::vector<detail::LostSpan> todo{
       {map_job.first, map_job.first + static_cast<std::int64_t>(map_job.count), 0, true}};
   // Rounds that ran items again because a worker died; retirements (max_tasks_per_child) lose
   // only unclaimed work and do not count.
   unsigned retried = 0;
-  for (;;) {
+  for (bool first_round = true;; first_round = false) {
     Unfinished u;
     for (const detail::LostSpan& span : todo) {
       // A strided span keeps the map's unit, so that its chunks are the map's chunks.
@@ -469,7 +515,10 @@ Pool::Impl::Unfinished Pool::Impl::run_map(const detail::Job& map_job, bool each
                                              map_job.unit, span.stride)
                           : detail::make_job(map_job.run, map_job.closure, span.first, span.size(),
                                              map_job.schedule, workers);
-      run_job(job, deadline);
+      if (first_round)
+        complete_job(map_generation, deadline);
+      else
+        complete_job(publish_job(job), deadline_per_job ? deadline_from_now() : deadline);
       if (!deaths.empty()) {
         std::vector<detail::SlotState> states;
         for (unsigned w = 0; w < workers; ++w)
@@ -811,7 +860,7 @@ std::vector<pid_t> Pool::pids() const {
   };
   // In another process (a worker), this is a copy of the owner's Pool: its mutex may be locked.
   if (impl_->owner != detail::this_process()) return running();
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   if (!impl_->closed) impl_->check_idle_workers();
   return running();
 }
@@ -826,7 +875,7 @@ void Pool::close() {
   impl_->closed = true;
   // With a dispatcher, its queue runs first; it then shuts the workers down itself.
   if (detail::Dispatcher* d = impl_->existing_dispatcher()) return d->close();
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   impl_->shut_down();
 }
 
@@ -838,7 +887,7 @@ void Pool::join() {
         "terminate() first");
   if (detail::Dispatcher* d = impl_->existing_dispatcher()) d->join();
   impl_->stop_monitor();
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   Impl& p = *impl_;
   for (unsigned w = 0; w < p.workers; ++w) {
     if (p.pids[w] > 0) reap(p.pids[w]);
@@ -857,7 +906,7 @@ void Pool::terminate() {
     d->join();
   }
   impl_->stop_monitor();
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   impl_->kill_and_reap();
 }
 
@@ -904,13 +953,13 @@ const std::shared_ptr<detail::Segment>& Pool::segment() const { return impl_->se
 
 MapStats Pool::last_stats() const {
   if (!impl_) return {};
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   return impl_->stats;
 }
 
 std::vector<unsigned> Pool::run_job(const detail::JobCallable& callable, Range r, Schedule s) {
   const std::uint64_t n = count(r);
-  const std::lock_guard lock(impl_->mutex);
+  const auto lock = impl_->acquire();
   if (impl_->closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
   return impl_->run_callable(callable, r.first, n, s);
 }
@@ -946,15 +995,11 @@ std::vector<unsigned> Pool::Impl::run_callable(const detail::JobCallable& callab
   std::memcpy(closure, callable.closure, callable.size);
 
   const detail::Job job = detail::make_job(callable.run, closure, first, n, s, p.workers);
-  const struct Statistics {
-    Impl& p;
-    const detail::Job& job;
-    Clock::time_point start = Clock::now();
-    ~Statistics() { p.collect_statistics(job, Clock::now() - start); }
-  } statistics{p, job};
+  const Impl::Statistics statistics{p, job, Clock::now()};
   Impl::Unfinished u;
   try {
-    u = p.run_map(job, callable.each_item_once);
+    p.start_map(job, true);
+    u = p.finish_map(job, callable.each_item_once, false);
   } catch (const Cancelled&) {
     progress.rethrow_callback_error();
     throw;
@@ -985,20 +1030,90 @@ detail::Dispatcher& Pool::dispatcher() {
         .run =
             [&p](const detail::JobCallable& callable, std::int64_t first, std::int64_t last,
                  Schedule s) {
-              const std::lock_guard lock(p.mutex);
+              const auto lock = p.acquire();
               if (p.stopped || p.terminating)
                 throw PoolClosed("forkpool: the pool was terminated before this call ran");
               p.run_callable(callable, first, static_cast<std::uint64_t>(last - first), s);
             },
         .shut_down =
             [&p] {
-              const std::lock_guard lock(p.mutex);
+              const auto lock = p.acquire();
               p.shut_down();
             },
         .cancel = [&p] { p.cancel(); }};
     p.dispatcher = std::make_unique<detail::Dispatcher>(std::move(host), p.segment);
   }
   return *p.dispatcher;
+}
+
+// A stream (detail/stream.hpp) runs one map per window: open_stream takes the pool, each window
+// is started and finished by separate calls, and close_stream gives the pool back.
+void Pool::open_stream() {
+  check_usable();
+  Impl& p = *impl_;
+  const auto lock = p.acquire();
+  if (p.closed) throw PoolClosed("forkpool: the pool is closed (close() or terminate())");
+  p.streaming = true;
+  p.stream_thread = std::this_thread::get_id();
+  p.window.count = 0;
+}
+
+void Pool::close_stream() noexcept {
+  Impl& p = *impl_;
+  {
+    const std::lock_guard lock(p.mutex);
+    if (p.window.count > 0) {
+      // Abandoned (the stream was destroyed before its end): stop the window and wait for it.
+      std::uint32_t running = detail::kRunning;
+      p.control->stop.compare_exchange_strong(running, detail::kCancelled,
+                                              std::memory_order_relaxed);
+      try {
+        p.finish_map(p.window, false, true);
+      } catch (...) {
+        // Nobody is left to report it to; a BrokenPool has terminated the pool already.
+      }
+      p.window.count = 0;
+    }
+    p.streaming = false;
+  }
+  p.idle.notify_all();
+}
+
+void Pool::start_window(detail::ChunkFn run, const void* closure, Range r, Schedule s,
+                        bool reset_stop) {
+  Impl& p = *impl_;
+  const std::lock_guard lock(p.mutex);
+  p.check_idle_workers();
+  // A cancel() between two windows stops the stream.
+  if (const std::uint32_t stop = p.control->stop.load(std::memory_order_relaxed);
+      !reset_stop && stop)
+    p.throw_stop(stop);
+  p.window = detail::make_job(run, closure, r.first, static_cast<std::uint64_t>(r.last - r.first),
+                              s, p.workers);
+  p.window_start = Clock::now();
+  p.start_map(p.window, reset_stop);
+}
+
+bool Pool::window_needs_finish() {
+  Impl& p = *impl_;
+  const std::lock_guard lock(p.mutex);
+  if (p.control->stop.load(std::memory_order_relaxed) != detail::kRunning || !p.deaths.empty() ||
+      Clock::now() >= p.deadline)
+    return true;
+  std::vector<pollfd> fds;
+  for (int fd : p.pidfds)
+    if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+  return poll(fds.data(), fds.size(), 0) > 0 || p.finished(p.map_generation);
+}
+
+void Pool::finish_window() {
+  Impl& p = *impl_;
+  const std::lock_guard lock(p.mutex);
+  const detail::Job job = p.window;
+  p.window.count = 0;
+  const Impl::Statistics statistics{p, job, p.window_start};
+  const Impl::Unfinished u = p.finish_map(job, false, true);
+  if (!u.lost.empty()) p.throw_unfinished(u, job);
 }
 
 }  // namespace forkpool

@@ -29,6 +29,7 @@
 #include <forkpool/detail/encoded_results.hpp>
 #include <forkpool/detail/segment.hpp>
 #include <forkpool/future.hpp>
+#include <forkpool/imap.hpp>
 #include <forkpool/progress.hpp>
 #include <forkpool/result_codec.hpp>
 #include <forkpool/schedule.hpp>
@@ -43,6 +44,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ranges>
 #include <span>
 #include <stdexcept>
@@ -229,6 +231,11 @@ concept ContiguousInput = std::ranges::contiguous_range<const In> &&
 template <class In>
 using InputElement = std::remove_cv_t<std::ranges::range_value_t<const In>>;
 
+// An input for imap and imap_unordered: a Range, or any input range of trivially copyable items
+// (read lazily, as the stream advances).
+template <class In>
+concept StreamInput = std::same_as<std::remove_cvref_t<In>, Range> || detail::StreamableRange<In>;
+
 // A pool of worker processes. Calls from several threads of the parent are serialised, one map at
 // a time. A pool belongs to the process that built it: a map called inside one of its workers
 // throws std::logic_error, which reaches the parent as a TaskError (nested maps are not supported).
@@ -390,6 +397,35 @@ class Pool {
     return detail::combine<T>(partials.span(), current, init, op);
   }
 
+  // Results while the map runs, read lazily from `in` and at most ImapOptions::ahead chunks ahead
+  // of the reader (imap.hpp): imap in input order, imap_unordered as they finish, with their
+  // index. `in` is a Range (f(std::int64_t)) or any input range of trivially copyable T
+  // (f(const T&)): a container, a view, a generator. The pool is busy until the stream ends.
+  template <class F, StreamInput In>
+  auto imap(F f, In&& in, ImapOptions o = {}) {
+    return stream<true>(f, std::forward<In>(in), o, std::nullopt);
+  }
+  template <class F, StreamInput In>
+  auto imap(F f, In&& in, Schedule s) {
+    return stream<true>(f, std::forward<In>(in), ImapOptions{}, s);
+  }
+  template <class F, StreamInput In>
+  auto imap(F f, In&& in, ImapOptions o, Schedule s) {
+    return stream<true>(f, std::forward<In>(in), o, s);
+  }
+  template <class F, StreamInput In>
+  auto imap_unordered(F f, In&& in, ImapOptions o = {}) {
+    return stream<false>(f, std::forward<In>(in), o, std::nullopt);
+  }
+  template <class F, StreamInput In>
+  auto imap_unordered(F f, In&& in, Schedule s) {
+    return stream<false>(f, std::forward<In>(in), ImapOptions{}, s);
+  }
+  template <class F, StreamInput In>
+  auto imap_unordered(F f, In&& in, ImapOptions o, Schedule s) {
+    return stream<false>(f, std::forward<In>(in), o, s);
+  }
+
   // f(i) for every i in r, for its side effects (on memory in the segment, files, ...).
   template <class F>
   void for_each(Range r, F f) {
@@ -521,6 +557,25 @@ class Pool {
   }
 
   std::vector<unsigned> run_job(const detail::JobCallable& job, Range r, Schedule s);
+
+  template <bool Ordered, class F, class In>
+  auto stream(F f, In&& in, ImapOptions o, std::optional<Schedule> s) {
+    if constexpr (std::same_as<std::remove_cvref_t<In>, Range>) {
+      count(in);
+      return detail::range_stream<Ordered>(*this, f, in.first, in.last, o, s);
+    } else {
+      check_usable();
+      return detail::view_stream<Ordered>(*this, f, std::forward<In>(in), o, s);
+    }
+  }
+  // A stream's calls (detail/stream.hpp): one map per window, started and finished apart; the
+  // pool serves nothing else from open_stream to close_stream.
+  friend class detail::StreamCore;
+  void open_stream();
+  void close_stream() noexcept;
+  void start_window(detail::ChunkFn run, const void* closure, Range r, Schedule s, bool reset_stop);
+  bool window_needs_finish();
+  void finish_window();
   void check_usable() const;
   void check_array_size(std::size_t n, std::size_t element_size, const char* what) const;
   const std::shared_ptr<detail::Segment>& segment() const;
