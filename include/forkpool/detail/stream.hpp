@@ -81,19 +81,19 @@ struct StreamBuffers {
 void publish_piece(const StreamBuffers& b, std::int64_t first, std::int64_t last) noexcept;
 
 // What f is called with for item k in ring slot `slot`, and the index a TaskError names.
-struct RangeItems {
+struct StreamRangeItems {
   std::int64_t first;
   std::int64_t operator()(std::int64_t k, std::uint64_t) const { return first + k; }
   std::int64_t index(std::int64_t k) const { return first + k; }
 };
 template <class T>
-struct ArrayItems {  // an input already in the segment
+struct StreamArrayItems {  // an input already in the segment
   const T* items;
   const T& operator()(std::int64_t k, std::uint64_t) const { return items[k]; }
   std::int64_t index(std::int64_t k) const { return k; }
 };
 template <class T>
-struct RingItems {  // an input copied into the input ring as the stream advances
+struct StreamRingItems {  // an input copied into the input ring as the stream advances
   const T* ring;
   const T& operator()(std::int64_t, std::uint64_t slot) const { return ring[slot]; }
   std::int64_t index(std::int64_t k) const { return k; }
@@ -231,7 +231,7 @@ class RangeStream final : public StreamCore {
  public:
   RangeStream(Pool& pool, F f, std::int64_t first, std::int64_t last, Shape shape)
       : StreamCore(pool, shape), size_(last - first) {
-    start(StreamMap<F, RangeItems, R>{f, {first}, static_cast<R*>(result_ring()), buffers()});
+    start(StreamMap<F, StreamRangeItems, R>{f, {first}, static_cast<R*>(result_ring()), buffers()});
   }
 
  private:
@@ -297,12 +297,12 @@ class ViewStream final : private HeldInput<In>, public StreamCore {
         StreamCore(pool, HeldInput<In>::with_ring(shape)) {
     if constexpr (kContiguous) {
       if (this->direct) {
-        start(StreamMap<F, ArrayItems<T>, R>{
+        start(StreamMap<F, StreamArrayItems<T>, R>{
             f, {std::ranges::data(this->input())}, static_cast<R*>(result_ring()), buffers()});
         return;
       }
     }
-    start(StreamMap<F, RingItems<T>, R>{
+    start(StreamMap<F, StreamRingItems<T>, R>{
         f, {static_cast<const T*>(input_ring())}, static_cast<R*>(result_ring()), buffers()});
   }
 
