@@ -60,15 +60,16 @@ void publish_piece(const StreamBuffers& b, std::int64_t first, std::int64_t last
   StreamShared& s = *b.shared;
   if (last > first) {
     if (b.log != nullptr) {
-      // A seqlock write: seq = 0, the fields, seq = number + 1 (release). The fence keeps the
-      // fields' stores after the first store of seq, so a reader that reads the same whole seq
-      // before and after the fields read this record's fields.
+      // A seqlock write: seq = 0, the fields, seq = number + 1 (release). The fields are release
+      // stores, not relaxed ones behind a release fence (GCC's TSan rejects atomic_thread_fence):
+      // a reader that acquires a field of a newer write then sees seq no longer equal to this
+      // record's number, so a reader that reads the same whole seq before and after the fields
+      // read this record's fields.
       const std::uint64_t n = s.log_next.fetch_add(1, std::memory_order_relaxed);
       PieceRecord& r = b.log[n % b.capacity];
       r.seq.store(0, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_release);
-      r.first.store(first, std::memory_order_relaxed);
-      r.last.store(last, std::memory_order_relaxed);
+      r.first.store(first, std::memory_order_release);
+      r.last.store(last, std::memory_order_release);
       r.seq.store(n + 1, std::memory_order_release);
     }
     s.done.fetch_add(static_cast<std::uint64_t>(last - first), std::memory_order_release);
@@ -258,8 +259,9 @@ bool StreamCore::read_log(std::pair<std::int64_t, std::int64_t>& piece, bool fin
   const std::uint64_t seq = r.seq.load(std::memory_order_acquire);
   piece = {0, 0};
   if (seq == log_read_ + 1) {
-    piece = {r.first.load(std::memory_order_relaxed), r.last.load(std::memory_order_relaxed)};
-    std::atomic_thread_fence(std::memory_order_acquire);
+    // Acquire loads (not an acquire fence, which GCC's TSan rejects): the second load of seq
+    // cannot move before them, and sees at least the seq = 0 of any write whose field they read.
+    piece = {r.first.load(std::memory_order_acquire), r.last.load(std::memory_order_acquire)};
     if (r.seq.load(std::memory_order_relaxed) != seq) piece = {0, 0};
   } else if (seq <= log_read_ && !final) {
     return false;  // not written yet, or being written
