@@ -86,18 +86,16 @@ struct TaskFrame {
 };
 
 // Worker: the frame of a piece of map items [first, ...): the tasks they spawn with
-// forkpool::spawn are theirs, and finish() waits for them (the piece's implicit sync).
+// forkpool::spawn are theirs, and the destructor waits for them (the piece's implicit sync).
 class ItemFrame {
  public:
   explicit ItemFrame(std::int64_t first) noexcept;
   ~ItemFrame();
   ItemFrame(const ItemFrame&) = delete;
   ItemFrame& operator=(const ItemFrame&) = delete;
-  void finish() noexcept;
 
  private:
   TaskFrame outer_;
-  bool finished_ = false;
 };
 
 }  // namespace forkpool::detail
