@@ -6,7 +6,6 @@
 
 #include <gtest/gtest.h>
 
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -28,20 +27,10 @@ using forkpool::PoolClosed;
 using forkpool::SharedArray;
 using forkpool_test::catch_as;
 using forkpool_test::spin_for_us;
+using forkpool_test::thread_count;
 using namespace std::chrono_literals;
 
 std::int64_t times3(std::int64_t x) { return x * 3; }
-
-// Threads of this process (entries of /proc/self/task).
-std::size_t thread_count() {
-  std::size_t n = 0;
-  DIR* d = opendir("/proc/self/task");
-  if (d == nullptr) return 0;
-  while (const dirent* e = readdir(d))
-    if (e->d_name[0] != '.') ++n;
-  closedir(d);
-  return n;
-}
 
 // submit(f, i) for i in [0, n).
 template <class F>

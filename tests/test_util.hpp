@@ -181,16 +181,22 @@ inline std::size_t processes_of_user(uid_t uid) {
   return n;
 }
 
-// Entries of /proc/self/fd (including the one used to read it, which is the same every time).
-inline std::size_t open_fd_count() {
+// Entries of a directory, without "." and ".." (0 if it cannot be read).
+inline std::size_t entry_count(const char* directory) {
   std::size_t n = 0;
-  DIR* d = opendir("/proc/self/fd");
+  DIR* d = opendir(directory);
   if (d == nullptr) return 0;
   while (const dirent* e = readdir(d))
     if (e->d_name[0] != '.') ++n;
   closedir(d);
   return n;
 }
+
+// Entries of /proc/self/fd (including the one used to read it, which is the same every time).
+inline std::size_t open_fd_count() { return entry_count("/proc/self/fd"); }
+
+// Threads of this process.
+inline std::size_t thread_count() { return entry_count("/proc/self/task"); }
 
 inline std::size_t mapping_count() {
   std::ifstream in("/proc/self/maps");
