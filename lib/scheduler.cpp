@@ -41,6 +41,30 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kParentCheck = std::chrono::milliseconds(100);
 constexpr std::uint64_t kUntimedPerParentCheck = 128;
 
+// Records a chunk of units as the worker's claim, before the CAS that claims it (a release, so
+// these stores cannot move after it). Everything it needs is in the value itself: a claim lost to
+// another worker's CAS is announced again and retried at once, and the shorter that retry, the
+// likelier it wins (dynamic(1) on two workers claims once per item).
+struct ClaimAnnounce {
+  WorkerSlot* slot;
+  const std::uint64_t* committed;  // the worker's committed count
+  std::int64_t first;
+  std::uint64_t unit;
+  std::uint64_t count;
+
+  static Block items_of(std::uint64_t unit, std::uint64_t count, UnitSpan s) {
+    return {std::uint64_t{s.first} * unit, std::min(count, std::uint64_t{s.last} * unit)};
+  }
+  static Block items_of(const Job& job, UnitSpan s) { return items_of(job.unit, job.count, s); }
+
+  void operator()(UnitSpan s) const {
+    const Block b = items_of(unit, count, s);
+    slot->claim_base.store(*committed, std::memory_order_relaxed);
+    slot->claim_first.store(first + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
+    slot->claim_last.store(first + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
+  }
+};
+
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
 class JobRunner {
  public:
@@ -57,19 +81,7 @@ class JobRunner {
 
   bool stopped() const { return c_.stop.load(std::memory_order_relaxed) != kRunning; }
 
-  // Records the chunk of item offsets b as this worker's claim, before the CAS that claims it
-  // (a release, so these stores cannot move after it).
-  void announce(Block b) {
-    slot_.claim_base.store(committed_, std::memory_order_relaxed);
-    slot_.claim_first.store(job_.first + static_cast<std::int64_t>(b.first),
-                            std::memory_order_relaxed);
-    slot_.claim_last.store(job_.first + static_cast<std::int64_t>(b.last),
-                           std::memory_order_relaxed);
-  }
-  Block items_of(UnitSpan s) const {
-    return {std::uint64_t{s.first} * job_.unit,
-            std::min(job_.count, std::uint64_t{s.last} * job_.unit)};
-  }
+  Block items_of(UnitSpan s) const { return ClaimAnnounce::items_of(job_, s); }
 
   // Runs the chunk of item offsets [lo, hi), piece by piece. A chunk shorter than a piece needs
   // no timing, so small chunks (dynamic(1)) cost no clock reads.
@@ -105,28 +117,14 @@ class JobRunner {
   // worker's budget is spent.
   void run(const ScheduleState& state) {
     const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
-    const auto announce = [this](UnitSpan s) { this->announce(items_of(s)); };
-    Claimer claimer(job_.rule, state, worker_, announce);
-    const bool timed = claimer.measured() || c_.trace != nullptr;
-    while (!stopped() && !budget_.spent()) {
-      const UnitSpan s = claimer.next();
-      if (s.empty()) break;
-      ++budget_.claimed;
-      const Block b = items_of(s);
-      if (!timed) {
-        run_items(b.first, b.last);
-        continue;
-      }
-      const Clock::time_point start = Clock::now();
-      if (claimer.paced())
-        run_piece(b.first, b.last);
-      else
-        run_items(b.first, b.last);
-      const Clock::time_point end = Clock::now();
-      if (claimer.measured()) claimer.record(s.size(), nanoseconds(end - start));
-      if (c_.trace != nullptr) trace(b, start, end);
-      if (claimer.paced()) check_parent(end);
-    }
+    Claimer claimer(job_.rule, state, worker_,
+                    ClaimAnnounce{&slot_, &committed_, job_.first, job_.unit, job_.count});
+    if (claimer.measured() || c_.trace != nullptr)
+      run_timed(claimer);
+    else if (claimer.constant_chunks())
+      run_untimed([&claimer] { return claimer.next_constant(); });
+    else
+      run_untimed([&claimer] { return claimer.next(); });
     const ClaimCounts counts = claimer.counts();
     WorkerTally& t = slot_.tally;
     t.chunks += counts.chunks;
@@ -137,6 +135,43 @@ class JobRunner {
   }
 
  private:
+  // The loop of every schedule whose chunks need no timing: dynamic(1)'s hot path, so a template
+  // over the claim, and the budget counted down in a local.
+  template <class Claim>
+  void run_untimed(Claim claim) {
+    const std::uint64_t allowed = budget_.left();
+    std::uint64_t claimed = 0;
+    while (claimed != allowed && !stopped()) {
+      const UnitSpan s = claim();
+      if (s.empty()) break;
+      ++claimed;
+      const Block b = items_of(s);
+      run_items(b.first, b.last);
+    }
+    budget_.claimed += claimed;
+  }
+
+  // The loop of the schedules that time their chunks: for what the claimer measures, and for
+  // the trace.
+  template <class TimedClaimer>
+  void run_timed(TimedClaimer& claimer) {
+    while (!stopped() && !budget_.spent()) {
+      const UnitSpan s = claimer.next();
+      if (s.empty()) break;
+      ++budget_.claimed;
+      const Block b = items_of(s);
+      const Clock::time_point start = Clock::now();
+      if (claimer.paced())
+        run_piece(b.first, b.last);
+      else
+        run_items(b.first, b.last);
+      const Clock::time_point end = Clock::now();
+      if (claimer.measured()) claimer.record(s.size(), nanoseconds(end - start));
+      if (c_.trace != nullptr) trace(b, start, end);
+      if (claimer.paced()) check_parent(end);
+    }
+  }
+
   static std::uint64_t nanoseconds(Clock::duration d) {
     return static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());

@@ -29,6 +29,10 @@ struct TaskBudget {
   unsigned limit = 0;
   std::uint64_t claimed = 0;
   bool spent() const { return limit != 0 && claimed >= limit; }
+  std::uint64_t left() const {
+    if (limit == 0) return UINT64_MAX;
+    return spent() ? 0 : limit - claimed;
+  }
 };
 
 // Worker `worker`: runs its share of control.job, then helps with the tasks its items spawned

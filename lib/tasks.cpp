@@ -74,6 +74,10 @@
 #include <string>
 
 namespace forkpool::detail {
+
+TaskFrame g_frame{};
+std::byte* g_arena_top = nullptr;
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -96,25 +100,23 @@ struct Worker {
   WorkerTasks* me = nullptr;
   unsigned index = 0;
   pid_t parent = 0;
-  std::byte* top = nullptr;  // the arena's first free byte
-  std::byte* end = nullptr;
-  unsigned victim = 0;  // whom to steal from first
+  std::byte* end = nullptr;  // of the arena; its first free byte is g_arena_top
+  unsigned victim = 0;       // whom to steal from first
   std::uint64_t random = 0;
   const std::byte* stack_low = nullptr;  // this process's stack, for check_not_on_stack
   const std::byte* stack_high = nullptr;
 };
 Worker g_worker;
-TaskFrame g_frame{};
 
 std::size_t round_up(std::size_t n, std::size_t align) { return (n + align - 1) / align * align; }
 
 bool stopped() { return g_worker.control->stop.load(std::memory_order_relaxed) != kRunning; }
 
 std::byte* bump(std::size_t bytes, std::size_t align) {
-  const auto at = round_up(reinterpret_cast<std::uintptr_t>(g_worker.top), align);
+  const auto at = round_up(reinterpret_cast<std::uintptr_t>(g_arena_top), align);
   auto* p = reinterpret_cast<std::byte*>(at);
   if (p > g_worker.end || bytes > static_cast<std::size_t>(g_worker.end - p)) return nullptr;
-  g_worker.top = p + bytes;
+  g_arena_top = p + bytes;
   return p;
 }
 
@@ -188,13 +190,13 @@ class Idle {
 };
 
 void begin_frame(std::int64_t item) {
-  g_frame = {nullptr, g_worker.top, g_worker.top, nullptr, item};
+  g_frame = {nullptr, g_arena_top, g_arena_top, nullptr, item};
 }
 
 // Gives the frame's arena back (unless the job stopped: see the top of this file) and returns to
 // the frame it interrupted.
 void end_frame(const TaskFrame& outer) {
-  if (!stopped()) g_worker.top = g_frame.mark;
+  if (!stopped()) g_arena_top = g_frame.mark;
   g_frame = outer;
 }
 
@@ -332,8 +334,8 @@ JobTasks::JobTasks(Control& control, unsigned worker, pid_t parent) noexcept {
   g_worker.me = &control.tasks->per_worker[worker];
   g_worker.index = worker;
   g_worker.parent = parent;
-  g_worker.top = g_worker.me->arena;
-  g_worker.end = g_worker.top + control.tasks->arena_bytes;
+  g_arena_top = g_worker.me->arena;
+  g_worker.end = g_arena_top + control.tasks->arena_bytes;
   g_worker.victim = (worker + 1) % control.tasks->workers;
   g_worker.random = 0x9E3779B97F4A7C15u ^ (std::uint64_t{worker} << 32) ^
                     static_cast<std::uint64_t>(this_process());
@@ -357,11 +359,10 @@ void JobTasks::help() noexcept {
   }
 }
 
-ItemFrame::ItemFrame(std::int64_t first) noexcept : outer_(g_frame) { begin_frame(first); }
-
-ItemFrame::~ItemFrame() {
+void ItemFrame::end_tasks() noexcept {
   if (g_frame.implicit != nullptr) static_cast<void>(help_until_zero(*g_frame.implicit));
-  end_frame(outer_);
+  if (!stopped()) g_arena_top = g_frame.mark;
+  begin_frame(g_frame.item);
 }
 
 void require_worker(const char* what) {
@@ -383,7 +384,7 @@ void check_not_on_stack(const void* p, std::size_t argument, const char* what) {
 
 void* allocate_task(std::size_t bytes, std::size_t align, const TaskGroup* group) {
   std::byte* p = bump(bytes, align);
-  if (p != nullptr && group != g_frame.innermost) g_frame.pin = g_worker.top;
+  if (p != nullptr && group != g_frame.innermost) g_frame.pin = g_arena_top;
   return p;
 }
 
@@ -421,7 +422,7 @@ namespace forkpool {
 
 TaskGroup::TaskGroup() {
   detail::require_worker("forkpool::TaskGroup");
-  mark_ = detail::g_worker.top;
+  mark_ = detail::g_arena_top;
   // Not allocate_task: the group's own count goes where the group's records start, and it is
   // given back with them.
   void* p = detail::bump(sizeof(std::atomic<std::uint32_t>), alignof(std::atomic<std::uint32_t>));
@@ -438,7 +439,7 @@ TaskGroup::~TaskGroup() {
   const bool innermost = link == &detail::g_frame.innermost;
   *link = outer_;
   if (innermost && done && !detail::stopped())
-    detail::g_worker.top = std::max(mark_, detail::g_frame.pin);
+    detail::g_arena_top = std::max(mark_, detail::g_frame.pin);
 }
 
 void TaskGroup::wait() {

@@ -85,17 +85,29 @@ struct TaskFrame {
   std::int64_t item;
 };
 
-// Worker: the frame of a piece of map items [first, ...): the tasks they spawn with
-// forkpool::spawn are theirs, and the destructor waits for them (the piece's implicit sync).
+// Worker: the frame of the task or piece of items this worker is running, and its task arena's
+// first free byte (tasks.cpp).
+extern TaskFrame g_frame;
+extern std::byte* g_arena_top;
+
+// Worker: a piece of map items [first, ...) runs in the job's top-level frame; the tasks its items
+// spawn with forkpool::spawn are its, and the destructor waits for them (the piece's implicit
+// sync). Inline, and only a store and two loads when the items used no task: that is every piece
+// of a plain map, and the hot path of dynamic(1).
 class ItemFrame {
  public:
-  explicit ItemFrame(std::int64_t first) noexcept;
-  ~ItemFrame();
+  explicit ItemFrame(std::int64_t first) noexcept { g_frame.item = first; }
+  ~ItemFrame() {
+    // A spawn or a TaskGroup took arena space (a spawn's implicit group is allocated there too),
+    // and only end_tasks() gives the piece's space back.
+    if (g_frame.implicit != nullptr || g_arena_top != g_frame.mark) end_tasks();
+  }
   ItemFrame(const ItemFrame&) = delete;
   ItemFrame& operator=(const ItemFrame&) = delete;
 
  private:
-  TaskFrame outer_;
+  // Waits for the piece's spawned tasks and gives its arena space back (unless the job stopped).
+  static void end_tasks() noexcept;
 };
 
 }  // namespace forkpool::detail

@@ -124,6 +124,19 @@ class Claimer {
     return s;
   }
 
+  // dynamic, fixed_size and python: chunks of one size from the shared counter.
+  bool constant_chunks() const {
+    return rule_.kind == Schedule::Kind::dynamic || rule_.kind == Schedule::Kind::fixed_size ||
+           rule_.kind == Schedule::Kind::python;
+  }
+  // next() when constant_chunks(), without the choice of a schedule on every claim (dynamic(1)
+  // claims once per item).
+  [[nodiscard]] UnitSpan next_constant() {
+    const UnitSpan s = constant_chunk();
+    counts_.chunks += !s.empty();
+    return s;
+  }
+
   // The chunks of adaptive_stealing and automatic are pieces: each is run at once, and record()
   // paces the next one from what it cost.
   bool paced() const {
@@ -171,7 +184,7 @@ class Claimer {
       case Schedule::Kind::dynamic:
       case Schedule::Kind::fixed_size:
       case Schedule::Kind::python:
-        return from_counter([chunk](std::uint64_t, std::uint64_t r) { return std::min(chunk, r); });
+        return constant_chunk();
       case Schedule::Kind::guided:
         return from_counter(
             [p, chunk](std::uint64_t, std::uint64_t r) { return guided_chunk(r, p, chunk); });
@@ -192,6 +205,11 @@ class Claimer {
         return stealer_.next([piece = piece_](std::uint64_t r) { return std::min(piece, r); });
     }
     return {0, 0};
+  }
+
+  UnitSpan constant_chunk() {
+    return from_counter(
+        [chunk = rule_.chunk](std::uint64_t, std::uint64_t r) { return std::min(chunk, r); });
   }
 
   template <class SizeFor>
