@@ -46,9 +46,6 @@ struct TaskErrorSlot {
   char message[2048];
 };
 
-// What one worker slot has claimed and finished; what the parent reads to find the items a dead
-// worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
-//
 // What a worker did in a map, for Pool::last_stats().
 struct WorkerTally {
   std::uint64_t chunks, operations, steal_attempts, steals, busy_nanoseconds;
@@ -63,19 +60,37 @@ struct ChunkTrace {
   std::int64_t nanoseconds;
 };
 
-// The claim: the chunk [claim_first, claim_last) (absolute indices) that the worker is about to
-// claim or is running, and its committed count when it made the claim. The worker writes it
-// before the compare-and-swap that claims the chunk, which is a release, so a claim that took
-// effect is always announced; an announced claim may still have failed (see recovery.hpp).
+// A claim: the chunk [first, last) (absolute indices) that the worker is about to claim or has
+// claimed, and its commit count when it made the claim. For the schedules that claim with a
+// compare-and-swap, the worker writes it before the CAS, which is a release, so a claim that took
+// effect is always recorded; a recorded claim may still have failed (see recovery.hpp). For
+// constant chunks (a fetch_add, claims.hpp) it is written just after the claim took effect, and
+// `chunks`, `sum` and `sum_squares` count the chunks the worker recorded in this job and add up
+// c + 1 and (c + 1)^2 (mod 2^64) over their first units c: what finds a chunk claimed by a worker
+// that died before recording it.
+struct ClaimRecord {
+  std::atomic<std::int64_t> first{0};
+  std::atomic<std::int64_t> last{0};
+  std::atomic<std::uint64_t> base{0};
+  std::atomic<std::uint64_t> chunks{0};
+  std::atomic<std::uint64_t> sum{0};
+  std::atomic<std::uint64_t> sum_squares{0};
+};
+
+// What one worker slot has claimed and finished; what the parent reads to find the items a dead
+// worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
+//
+// The claim records: two, written in turn. The worker fills the one that is not current, then
+// makes it current (a release store of current_claim), so the parent, reading current_claim with
+// acquire, always sees a whole record, whenever the worker died.
 //
 // The commit word: bits 0-62 count the items this slot has finished in the current map; bit 63
 // says which of the slot's two map_reduce partials is current. The worker writes a piece's
 // partial into the other one and then publishes both with one release store, so a piece counts
 // (in the partial and in the count) entirely or not at all, whenever the worker dies.
 struct alignas(64) WorkerSlot {
-  std::atomic<std::int64_t> claim_first{0};
-  std::atomic<std::int64_t> claim_last{0};
-  std::atomic<std::uint64_t> claim_base{0};
+  ClaimRecord claims[2];
+  std::atomic<std::uint32_t> current_claim{0};
   std::atomic<std::uint64_t> commit{0};
   // The generation of the last job this slot's worker finished. A new worker that runs
   // Options::initializer first sets it to the generation it was forked at once that has run.
@@ -126,10 +141,11 @@ struct Control {
   std::atomic<std::uint32_t> initializer_failed{0};
   TaskErrorSlot initializer_error{};
 
-  // The self-scheduling schedules' shared counter (claims.hpp).
+  // The self-scheduling schedules' shared counter (claims.hpp), alone on its cache line: every
+  // claim moves the line to the claiming worker, and nothing else should move with it.
   alignas(64) ChunkCounter counter;
   // Per worker: adaptive factoring's estimates; allocated with the pool, before the fork.
-  SharedItemTime* times = nullptr;
+  alignas(64) SharedItemTime* times = nullptr;
 
   // Statistics: whether workers time their jobs, and the chunk records of a traced map
   // (trace_capacity per worker; nullptr when the map is not traced). Set before a map's jobs.

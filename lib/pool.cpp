@@ -526,7 +526,8 @@ Pool::Impl::Unfinished Pool::Impl::finish_map(const detail::Job& map_job, bool e
         std::vector<unsigned> dead;
         for (const Death& d : deaths) dead.push_back(d.worker);
         const auto candidates = detail::lost_candidates(
-            job, std::uint64_t{control->counter.next_unit()} * job.unit, states, dead);
+            job, std::uint64_t{detail::counter_next_unit(job.rule, control->counter)} * job.unit,
+            states, dead);
         u.lost.insert(u.lost.end(), candidates.begin(), candidates.end());
         u.deaths.insert(u.deaths.end(), deaths.begin(), deaths.end());
         replace_dead_workers();

@@ -3,6 +3,8 @@
 #include <forkpool/detail/chunking.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 
 namespace forkpool::detail {
 namespace {
@@ -31,10 +33,15 @@ bool disjoint_from(std::span<const LostSpan> spans, std::uint32_t subset,
 }  // namespace
 
 SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range) {
-  return {slot.claim_first.load(std::memory_order_acquire),
-          slot.claim_last.load(std::memory_order_acquire),
-          slot.claim_base.load(std::memory_order_acquire),
-          commit_count(slot.commit.load(std::memory_order_acquire)), range.units()};
+  const ClaimRecord& r = slot.claims[slot.current_claim.load(std::memory_order_acquire)];
+  return {r.first.load(std::memory_order_relaxed),
+          r.last.load(std::memory_order_relaxed),
+          r.base.load(std::memory_order_relaxed),
+          commit_count(slot.commit.load(std::memory_order_acquire)),
+          range.units(),
+          r.chunks.load(std::memory_order_relaxed),
+          r.sum.load(std::memory_order_relaxed),
+          r.sum_squares.load(std::memory_order_relaxed)};
 }
 
 namespace {
@@ -79,6 +86,85 @@ void add_static_rest(const Job& job, unsigned w, std::uint64_t done, std::vector
                    rule.workers * rule.chunk_stride});
 }
 
+// Sums over the first n chunks of `chunk` units of c + 1 and (c + 1)^2 (mod 2^64), c = k chunk
+// being chunk k's first unit: what the records of a job in which nobody died add up to. The sums
+// of k and k^2 over k < n are divided before they are multiplied out, so that they are exact mod
+// 2^64 too.
+std::uint64_t sum_below(std::uint64_t n) {
+  if (n == 0) return 0;
+  std::uint64_t a = n, b = n - 1;
+  (a % 2 == 0 ? a : b) /= 2;
+  return a * b;
+}
+std::uint64_t sum_of_squares_below(std::uint64_t n) {
+  if (n == 0) return 0;
+  std::uint64_t a = n, b = n - 1, c = 2 * n - 1;
+  (a % 2 == 0 ? a : b) /= 2;
+  (a % 3 == 0 ? a : b % 3 == 0 ? b : c) /= 3;
+  return a * b * c;
+}
+std::uint64_t sum_of_firsts(std::uint64_t n, std::uint64_t chunk) {
+  return chunk * sum_below(n) + n;
+}
+std::uint64_t sum_of_squared_firsts(std::uint64_t n, std::uint64_t chunk) {
+  return chunk * chunk * sum_of_squares_below(n) + 2 * chunk * sum_below(n) + n;
+}
+
+// The x and y, 1 <= y < x < 2^32, with x + y = sum and x^2 + y^2 = squares (mod 2^64); none when
+// no such pair exists. (x - y)^2 = 2 squares - sum^2 is below 2^64, so exact mod 2^64.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> two_from_sums(std::uint64_t sum,
+                                                                     std::uint64_t squares) {
+  if (sum >= (std::uint64_t{1} << 33)) return std::nullopt;
+  const std::uint64_t d2 = 2 * squares - sum * sum;
+  auto d = static_cast<std::uint64_t>(std::sqrt(static_cast<long double>(d2)));
+  while (d > 0 && (d > 0xFFFFFFFFu || d * d > d2)) --d;
+  while (d < 0xFFFFFFFFu && (d + 1) * (d + 1) <= d2) ++d;
+  if (d * d != d2 || d == 0 || d >= sum || (sum - d) % 2 != 0) return std::nullopt;
+  return std::pair{(sum + d) / 2, (sum - d) / 2};
+}
+
+// Constant chunks: the chunks that were handed out and that no worker's record holds, because
+// their workers died between the fetch_add and the record (see the top of recovery.hpp).
+void add_unrecorded(const Job& job, std::uint64_t next_unit, std::span<const SlotState> slots,
+                    std::span<const unsigned> dead, std::vector<LostSpan>& out) {
+  const std::uint64_t chunk = job.rule.chunk;
+  const std::uint64_t handed_out = ceil_div(next_unit, chunk);
+  std::uint64_t recorded = 0, sum = sum_of_firsts(handed_out, chunk),
+                squares = sum_of_squared_firsts(handed_out, chunk);
+  for (const SlotState& s : slots) {
+    recorded += s.chunks;
+    sum -= s.sum;
+    squares -= s.sum_squares;
+  }
+  if (recorded >= handed_out) return;
+  const auto item = [&job](std::uint64_t unit) {
+    return job.first + static_cast<std::int64_t>(std::min(job.count, unit * job.unit));
+  };
+  const auto chunk_at = [&](std::uint64_t first_unit) {
+    return LostSpan{item(first_unit), item(first_unit + chunk), dead.front(), true};
+  };
+  const auto is_chunk = [&](std::uint64_t first_unit) {
+    return first_unit % chunk == 0 && first_unit < next_unit;
+  };
+  const std::uint64_t missing = handed_out - recorded;
+  if (missing == 1 && sum >= 1 && is_chunk(sum - 1)) {
+    out.push_back(chunk_at(sum - 1));
+    return;
+  }
+  if (missing == 2)
+    if (const auto xy = two_from_sums(sum, squares);
+        xy && is_chunk(xy->first - 1) && is_chunk(xy->second - 1)) {
+      out.push_back(chunk_at(xy->first - 1));
+      out.push_back(chunk_at(xy->second - 1));
+      return;
+    }
+  // Each unrecorded chunk comes after its worker's last record, below the counter.
+  std::int64_t from = job.first + static_cast<std::int64_t>(job.count);
+  for (unsigned w : dead)
+    from = std::min(from, slots[w].chunks == 0 ? job.first : slots[w].claim_last);
+  if (from < item(next_unit)) out.push_back({from, item(next_unit), dead.front(), false});
+}
+
 }  // namespace
 
 std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
@@ -101,11 +187,13 @@ std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
       if (s.committed >= s.claim_base) add_static_rest(job, w, s.committed - s.claim_base, out);
       continue;
     }
-    // A torn announce (the worker died while writing it) can only be a false candidate.
+    // A constant chunk's record was written after its claim took effect: lost for sure.
     if (s.committed >= s.claim_base && s.claim_first <= s.claim_last) {
       const std::uint64_t done = s.committed - s.claim_base;
       const auto size = static_cast<std::uint64_t>(s.claim_last - s.claim_first);
-      if (done < size) add(s.claim_first + static_cast<std::int64_t>(done), s.claim_last, w, false);
+      if (done < size)
+        add(s.claim_first + static_cast<std::int64_t>(done), s.claim_last, w,
+            has_constant_chunks(kind));
     }
     if (range_kind(kind) && !s.range.empty()) {
       const Block b{std::uint64_t{s.range.first} * job.unit,
@@ -114,6 +202,8 @@ std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
           job.first + static_cast<std::int64_t>(b.last), w, true);
     }
   }
+  if (has_constant_chunks(kind) && !dead.empty())
+    add_unrecorded(job, ceil_div(std::min(next, job.count), job.unit), slots, dead, out);
   if (unclaimed < job_last && !dead.empty())
     out.push_back({unclaimed, job_last, dead.front(), true});
   return out;

@@ -2,11 +2,18 @@
 //
 // A worker can die at any instruction. What it leaves behind in the segment, all of it readable
 // by the parent once the other workers have finished the job:
-//  - its slot's claim: the chunk it announced just before the CAS that claims it, and its commit
-//    count at that moment (WorkerSlot in control.hpp). If the CAS took effect, the items of the
-//    chunk that its commits do not cover are lost: [claim_first + committed - claim_base,
+//  - its slot's claim record: the chunk it announced just before the CAS that claims it, and its
+//    commit count at that moment (WorkerSlot in control.hpp). If the CAS took effect, the items
+//    of the chunk that its commits do not cover are lost: [claim_first + committed - claim_base,
 //    claim_last). If the CAS failed (another worker took the chunk, or it died before the CAS),
 //    the same arithmetic names items that are not lost: a false candidate.
+//  - constant chunks (dynamic, fixed_size, python) are claimed by a fetch_add and recorded just
+//    after it: a recorded chunk is the worker's for sure, but a worker can die between the two.
+//    Every chunk below the counter was handed out, and the records say how many each worker
+//    recorded and add up c + 1 and (c + 1)^2 over their first units c; the chunks no record
+//    holds are the difference: one is its sum, two are the roots of a quadratic (their sum and
+//    their sum of squares), both lost for sure. Three or more workers dying in that instant at
+//    once leave only a span that holds their chunks: a candidate (for map, run again whole).
 //  - its ChunkRange (work stealing): units it owned and nobody took, because every other worker
 //    had stopped. They are lost for sure.
 //  - the shared counter (self-scheduling): items nobody claimed, when every worker died. Lost
@@ -68,12 +75,18 @@ struct SlotState {
   std::uint64_t claim_base;
   std::uint64_t committed;
   UnitSpan range;  // the units left in its ChunkRange (work stealing)
+  // Constant chunks: the chunks recorded, and the sums of c + 1 and (c + 1)^2 over their first
+  // units c (ClaimRecord).
+  std::uint64_t chunks = 0;
+  std::uint64_t sum = 0;
+  std::uint64_t sum_squares = 0;
 };
 
 SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range);
 
-// The candidates for the items the dead workers lost in `job`, in which `next` is the shared
-// counter's final value. Candidates lie inside the job and do not overlap the unclaimed rest.
+// The candidates for the items the dead workers lost in `job`, in which the shared counter had
+// handed out the items below offset `next`. `slots` holds every worker's, dead or alive.
+// Candidates lie inside the job and do not overlap the unclaimed rest.
 std::vector<LostSpan> lost_candidates(const Job& job, std::uint64_t next,
                                       std::span<const SlotState> slots,
                                       std::span<const unsigned> dead);

@@ -6,8 +6,9 @@
 // each piece it commits it (WorkerSlot::commit, with the piece's map_reduce partial) and checks
 // the stop flag (relaxed: a late view only runs one more piece), so a map stops about a
 // millisecond after the items running when it was stopped, and a dead worker loses at most the
-// rest of its chunk. Every claim is announced in the worker's slot before its CAS (control.hpp),
-// which with the commits lets the parent find what a dead worker lost (recovery.hpp).
+// rest of its chunk. Every claim is recorded in the worker's slot (ClaimWriter: before its CAS,
+// or just after its fetch_add), which with the commits lets the parent find what a dead worker
+// lost (recovery.hpp).
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
@@ -41,28 +42,61 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kParentCheck = std::chrono::milliseconds(100);
 constexpr std::uint64_t kUntimedPerParentCheck = 128;
 
-// Records a chunk of units as the worker's claim, before the CAS that claims it (a release, so
-// these stores cannot move after it). Everything it needs is in the value itself: a claim lost to
-// another worker's CAS is announced again and retried at once, and the shorter that retry, the
-// likelier it wins (dynamic(1) on two workers claims once per item).
-struct ClaimAnnounce {
-  WorkerSlot* slot;
-  const std::uint64_t* committed;  // the worker's committed count
-  std::int64_t first;
-  std::uint64_t unit;
-  std::uint64_t count;
+// Writes a worker's claims into its slot's records (WorkerSlot). operator(): a chunk about to be
+// claimed by a CAS, written before it (the CAS is a release, so these stores cannot move after
+// it). record(): a chunk just claimed by a fetch_add, also counted in the record's sums. Each
+// write fills the record that is not current and then makes it current, so a worker that dies
+// mid-write leaves the previous record whole.
+class ClaimWriter {
+ public:
+  // The worker's side of its records: which is current, and the sums it holds.
+  struct State {
+    unsigned current;
+    std::uint64_t chunks = 0, sum = 0, sum_squares = 0;
+  };
+
+  ClaimWriter(WorkerSlot& slot, const Job& job, const std::uint64_t& committed, State& state)
+      : slot_(&slot),
+        committed_(&committed),
+        state_(&state),
+        first_(job.first),
+        unit_(job.unit),
+        count_(job.count) {}
 
   static Block items_of(std::uint64_t unit, std::uint64_t count, UnitSpan s) {
     return {std::uint64_t{s.first} * unit, std::min(count, std::uint64_t{s.last} * unit)};
   }
-  static Block items_of(const Job& job, UnitSpan s) { return items_of(job.unit, job.count, s); }
 
-  void operator()(UnitSpan s) const {
-    const Block b = items_of(unit, count, s);
-    slot->claim_base.store(*committed, std::memory_order_relaxed);
-    slot->claim_first.store(first + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
-    slot->claim_last.store(first + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
+  void operator()(UnitSpan s) const { write(s); }
+  void record(UnitSpan s) const {
+    const std::uint64_t first_plus_one = std::uint64_t{s.first} + 1;
+    ++state_->chunks;
+    state_->sum += first_plus_one;
+    state_->sum_squares += first_plus_one * first_plus_one;
+    write(s);
   }
+
+ private:
+  void write(UnitSpan s) const {
+    const Block b = items_of(unit_, count_, s);
+    const unsigned next = state_->current ^ 1;
+    ClaimRecord& r = slot_->claims[next];
+    r.first.store(first_ + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
+    r.last.store(first_ + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
+    r.base.store(*committed_, std::memory_order_relaxed);
+    r.chunks.store(state_->chunks, std::memory_order_relaxed);
+    r.sum.store(state_->sum, std::memory_order_relaxed);
+    r.sum_squares.store(state_->sum_squares, std::memory_order_relaxed);
+    slot_->current_claim.store(next, std::memory_order_release);
+    state_->current = next;
+  }
+
+  WorkerSlot* slot_;
+  const std::uint64_t* committed_;
+  State* state_;
+  std::int64_t first_;
+  std::uint64_t unit_;
+  std::uint64_t count_;
 };
 
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
@@ -81,7 +115,7 @@ class JobRunner {
 
   bool stopped() const { return c_.stop.load(std::memory_order_relaxed) != kRunning; }
 
-  Block items_of(UnitSpan s) const { return ClaimAnnounce::items_of(job_, s); }
+  Block items_of(UnitSpan s) const { return ClaimWriter::items_of(job_.unit, job_.count, s); }
 
   // Runs the chunk of item offsets [lo, hi), piece by piece. A chunk shorter than a piece needs
   // no timing, so small chunks (dynamic(1)) cost no clock reads.
@@ -117,15 +151,19 @@ class JobRunner {
   // worker's budget is spent.
   void run(const ScheduleState& state) {
     const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
-    Claimer claimer(job_.rule, state, worker_,
-                    ClaimAnnounce{&slot_, &committed_, job_.first, job_.unit, job_.count});
-    if (claimer.measured() || c_.trace != nullptr)
-      run_timed(claimer);
-    else if (claimer.constant_chunks())
-      run_untimed([&claimer] { return claimer.next_constant(); });
-    else
-      run_untimed([&claimer] { return claimer.next(); });
-    const ClaimCounts counts = claimer.counts();
+    ClaimWriter::State records{slot_.current_claim.load(std::memory_order_relaxed)};
+    const ClaimWriter writer(slot_, job_, committed_, records);
+    ClaimCounts counts;
+    if (has_constant_chunks(job_.rule.kind) && c_.trace == nullptr) {
+      counts = run_constant_chunks(*state.counter, writer);
+    } else {
+      Claimer claimer(job_.rule, state, worker_, writer);
+      if (claimer.measured() || c_.trace != nullptr)
+        run_timed(claimer);
+      else
+        run_untimed(claimer);
+      counts = claimer.counts();
+    }
     WorkerTally& t = slot_.tally;
     t.chunks += counts.chunks;
     t.operations += counts.operations;
@@ -135,14 +173,32 @@ class JobRunner {
   }
 
  private:
-  // The loop of every schedule whose chunks need no timing: dynamic(1)'s hot path, so a template
-  // over the claim, and the budget counted down in a local.
-  template <class Claim>
-  void run_untimed(Claim claim) {
+  // Constant chunks, untimed: the hot path of dynamic(1), one claim per item. The claim is the
+  // Claimer's (ChunkCounter::claim_constant), in a loop that keeps its state in locals.
+  ClaimCounts run_constant_chunks(ChunkCounter& counter, const ClaimWriter& writer) {
+    const std::uint32_t units = job_.rule.units;
+    const std::uint64_t chunk = job_.rule.chunk;
+    const std::uint64_t allowed = budget_.left();
+    std::uint64_t claimed = 0, tries = 0;
+    while (claimed != allowed && !stopped()) {
+      ++tries;
+      const UnitSpan s = counter.claim_constant(units, chunk, writer);
+      if (s.empty()) break;
+      ++claimed;
+      const Block b = items_of(s);
+      run_items(b.first, b.last);
+    }
+    budget_.claimed += claimed;
+    return {.chunks = claimed, .operations = tries};
+  }
+
+  // The other schedules whose chunks need no timing.
+  template <class UntimedClaimer>
+  void run_untimed(UntimedClaimer& claimer) {
     const std::uint64_t allowed = budget_.left();
     std::uint64_t claimed = 0;
     while (claimed != allowed && !stopped()) {
-      const UnitSpan s = claim();
+      const UnitSpan s = claimer.next();
       if (s.empty()) break;
       ++claimed;
       const Block b = items_of(s);
@@ -229,10 +285,13 @@ void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
   if (control.tasks != nullptr) prepare_tasks(*control.tasks);
   for (unsigned w = 0; w < control.workers; ++w) {
     WorkerSlot& s = slots[w];
-    s.claim_base.store(commit_count(s.commit.load(std::memory_order_relaxed)),
-                       std::memory_order_relaxed);
-    s.claim_first.store(control.job.first, std::memory_order_relaxed);
-    s.claim_last.store(control.job.first, std::memory_order_relaxed);
+    ClaimRecord& r = s.claims[s.current_claim.load(std::memory_order_relaxed)];
+    r.first.store(control.job.first, std::memory_order_relaxed);
+    r.last.store(control.job.first, std::memory_order_relaxed);
+    r.base.store(commit_count(s.commit.load(std::memory_order_relaxed)), std::memory_order_relaxed);
+    r.chunks.store(0, std::memory_order_relaxed);
+    r.sum.store(0, std::memory_order_relaxed);
+    r.sum_squares.store(0, std::memory_order_relaxed);
   }
 }
 

@@ -133,7 +133,9 @@ struct Options {
   // are run again on another worker before the map throws BrokenPool. Dead workers are always
   // replaced. map results and map_reduce totals are exact either way: a re-run item overwrites
   // its result, and a map_reduce counts each item once. f may run more than once for an item
-  // whose worker died, so for_each side effects may repeat.
+  // whose worker died, so for_each side effects may repeat (under dynamic, fixed_size and
+  // python, when three or more workers die at the same instant, for items near theirs too, and a
+  // map_reduce then throws BrokenPool: see the README's "When workers die").
   unsigned retries = 1;
   // A deadline for each map, for_each and map_reduce: past it the call throws Timeout, and the
   // workers still running it are killed and replaced. Zero means none.

@@ -37,9 +37,13 @@ enum class Steal : std::uint8_t { empty, success, retry };
 
 // Called with the span an operation is about to take, just before its compare-and-swap: the pool
 // records it there, so that the units a worker took are known even if it dies right after.
+// record() is called instead with a span just taken by a fetch_add (ChunkCounter's constant
+// chunks), which cannot be announced before it.
 struct NoAnnounce {
   template <class Span>
   void operator()(Span) const noexcept {}
+  template <class Span>
+  void record(Span) const noexcept {}
 };
 
 struct StealResult {

@@ -65,6 +65,19 @@ inline ClaimRule make_claim_rule(Schedule schedule, std::uint32_t units, unsigne
   return rule;
 }
 
+// Whether a schedule's chunks all have one size (but the last), claimed with a fetch_add
+// (ChunkCounter::claim_constant).
+constexpr bool has_constant_chunks(Schedule::Kind kind) {
+  return kind == Schedule::Kind::dynamic || kind == Schedule::Kind::fixed_size ||
+         kind == Schedule::Kind::python;
+}
+
+// The first unit of a job that no claim on its counter has taken.
+inline std::uint32_t counter_next_unit(const ClaimRule& rule, const ChunkCounter& counter) {
+  return has_constant_chunks(rule.kind) ? counter.next_unit(rule.units, rule.chunk)
+                                        : counter.next_unit();
+}
+
 // The shared state of a job's schedule, one of each per pool (ranges and times: one per worker).
 struct ScheduleState {
   ChunkCounter* counter;
@@ -104,6 +117,11 @@ class Claimer {
       ++*operations;
       inner(s);
     }
+    template <class Span>
+    void record(Span s) const {
+      ++*operations;
+      inner.record(s);
+    }
   };
 
  public:
@@ -120,19 +138,6 @@ class Claimer {
   // The worker's next chunk of units; empty when it has nothing left to run.
   [[nodiscard]] UnitSpan next() {
     const UnitSpan s = claim();
-    counts_.chunks += !s.empty();
-    return s;
-  }
-
-  // dynamic, fixed_size and python: chunks of one size from the shared counter.
-  bool constant_chunks() const {
-    return rule_.kind == Schedule::Kind::dynamic || rule_.kind == Schedule::Kind::fixed_size ||
-           rule_.kind == Schedule::Kind::python;
-  }
-  // next() when constant_chunks(), without the choice of a schedule on every claim (dynamic(1)
-  // claims once per item).
-  [[nodiscard]] UnitSpan next_constant() {
-    const UnitSpan s = constant_chunk();
     counts_.chunks += !s.empty();
     return s;
   }
@@ -208,8 +213,8 @@ class Claimer {
   }
 
   UnitSpan constant_chunk() {
-    return from_counter(
-        [chunk = rule_.chunk](std::uint64_t, std::uint64_t r) { return std::min(chunk, r); });
+    const UnitSpan s = state_.counter->claim_constant(rule_.units, rule_.chunk, announce_);
+    return s.first >= s.last ? UnitSpan{0, 0} : s;
   }
 
   template <class SizeFor>

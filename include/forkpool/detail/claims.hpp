@@ -10,12 +10,15 @@
 //
 //  static_blocks,  Nothing shared: worker w runs block w of P near-equal blocks, or chunks
 //  static_chunked  w, w + P, w + 2P, ... of c units (static_block(), static_chunk()).
-//  self-scheduling dynamic, python, fixed_size (constant chunks), guided (GSS), trapezoid (TSS),
-//                  factoring (FAC2), adaptive_factoring (AF): one shared ChunkCounter, whose
-//                  word holds the next unit and the number of chunks claimed so far (TSS and
-//                  FAC2 size a chunk by its index). A claim is one CAS of the word, sized by
-//                  the rule from (index, units left) and, for AF, the workers' published
-//                  estimates of their items' mean and variance (Banicescu & Liu 2000).
+//  self-scheduling dynamic, python, fixed_size (constant chunks): one shared ChunkCounter whose
+//                  word counts the chunks handed out; a claim is one fetch_add, which never
+//                  fails, so dynamic(1) costs one cache line transfer per item, as OpenMP's
+//                  schedule(dynamic, 1) does. guided (GSS), trapezoid (TSS), factoring (FAC2),
+//                  adaptive_factoring (AF): the counter's word holds the next unit and the
+//                  number of chunks claimed so far (TSS and FAC2 size a chunk by its index). A
+//                  claim is one CAS of the word, sized by the rule from (index, units left) and,
+//                  for AF, the workers' published estimates of their items' mean and variance
+//                  (Banicescu & Liu 2000).
 //  work stealing   work_stealing, adaptive_stealing, automatic: each worker owns a ChunkRange,
 //                  initialised to its static block. It takes chunks from the front
 //                  (work_stealing: own_take(), 1/8 of what is left, at least the grain;
@@ -33,15 +36,18 @@
 //                  worker that stops early can only leave work to a worker that is still running.
 //                  A uniform map costs about 8 ln(N / (P * grain)) CASes per worker and no steal.
 //
-// Every claim announces the span it is about to take just before its CAS (NoAnnounce in
-// chunk_range.hpp): the pool records it, which is how it finds the items a dead worker lost.
+// Every CAS claim announces the span it is about to take just before its CAS (NoAnnounce in
+// chunk_range.hpp): the pool records it, which is how it finds the items a dead worker lost. A
+// fetch_add claim cannot be announced before it (its span is what it returns); it is recorded
+// right after, and the pool finds a chunk whose worker died in between from what the records of
+// all the workers lack (recovery.hpp).
 //
 // Memory order: a claim's CAS is a release on success, only so that the announce made before it
 // cannot be reordered after it (a worker killed right after a claim has announced it); every
-// other access is relaxed. Claims hand out indices and nothing else is published through them
-// (see chunk_range.hpp); the job they index into is published by
-// the pool's generation counter (release/acquire) before any claim, and results travel back
-// through each worker's commit and finished words (release/acquire), both in lib/.
+// other access, the fetch_add included, is relaxed. Claims hand out indices and nothing else is
+// published through them (see chunk_range.hpp); the job they index into is published by the pool's
+// generation counter (release/acquire) before any claim, and results travel back through each
+// worker's commit and finished words (release/acquire), both in lib/.
 #pragma once
 
 #include <forkpool/detail/chunk_range.hpp>
@@ -53,17 +59,39 @@
 
 namespace forkpool::detail {
 
-// The shared counter of the self-scheduling schedules, in one 64-bit word: the next unclaimed
-// unit in the low 32 bits, the number of chunks claimed so far in the high 32 (the chunk index
-// that TSS and FAC2 need; it saturates, which no rule notices: both have reached their smallest
-// chunk long before 2^32 chunks). One compare-and-swap claims a chunk and counts it.
+// The shared counter of the self-scheduling schedules, in one 64-bit word. Constant chunks
+// (claim_constant): the number of chunks handed out, chunk k being units [k c, (k + 1) c).
+// Otherwise (claim): the next unclaimed unit in the low 32 bits, the number of chunks claimed so
+// far in the high 32 (the chunk index that TSS and FAC2 need; it saturates, which no rule
+// notices: both have reached their smallest chunk long before 2^32 chunks); one compare-and-swap
+// claims a chunk and counts it. A job uses one of the two.
 class ChunkCounter {
  public:
   static constexpr std::uint32_t kMaxIndex = 0xFFFFFFFFu;
 
   void reset() noexcept { word_.store(0, std::memory_order_relaxed); }
+  // The first unit no claim has taken: with claim(), and with claim_constant() of `chunk`.
   std::uint32_t next_unit() const noexcept {
     return static_cast<std::uint32_t>(word_.load(std::memory_order_relaxed));
+  }
+  std::uint32_t next_unit(std::uint32_t units, std::uint64_t chunk) const noexcept {
+    const std::uint64_t handed_out = word_.load(std::memory_order_relaxed);
+    return handed_out >= ceil_div(units, chunk) ? units
+                                                : static_cast<std::uint32_t>(handed_out * chunk);
+  }
+
+  // Claims the next chunk of `chunk` units (the last one shorter) of `units`, and passes it to
+  // record(); empty, and nothing recorded, when none are left. A worker stops at its first empty
+  // claim, so the word never passes the number of chunks plus the number of workers.
+  template <class Record = NoAnnounce>
+  [[nodiscard]] UnitSpan claim_constant(std::uint32_t units, std::uint64_t chunk,
+                                        Record record = {}) noexcept {
+    const std::uint64_t first = word_.fetch_add(1, std::memory_order_relaxed) * chunk;
+    if (first >= units) return {units, units};
+    const UnitSpan taken{static_cast<std::uint32_t>(first),
+                         static_cast<std::uint32_t>(std::min<std::uint64_t>(first + chunk, units))};
+    record.record(taken);
+    return taken;
   }
 
   // Claims the next size_for(index, R) of the R units left of `units` (1 <= size <= R); empty
