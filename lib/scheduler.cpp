@@ -42,61 +42,68 @@ using Clock = std::chrono::steady_clock;
 constexpr auto kParentCheck = std::chrono::milliseconds(100);
 constexpr std::uint64_t kUntimedPerParentCheck = 128;
 
-// Writes a worker's claims into its slot's records (WorkerSlot). operator(): a chunk about to be
+// What the worker has committed in its slot (the commit word, WorkerSlot): its count and which
+// map_reduce partial is current. Kept by the job's loop, in a local, and stored after each piece.
+struct Commits {
+  std::uint64_t count;
+  unsigned current;
+};
+
+// Writes a worker's claims into its slot's records (WorkerSlot). announce(): a chunk about to be
 // claimed by a CAS, written before it (the CAS is a release, so these stores cannot move after
 // it). record(): a chunk just claimed by a fetch_add, also counted in the record's sums. Each
 // write fills the record that is not current and then makes it current, so a worker that dies
 // mid-write leaves the previous record whole.
 class ClaimWriter {
  public:
-  // The worker's side of its records: which is current, and the sums it holds.
-  struct State {
-    unsigned current;
-    std::uint64_t chunks = 0, sum = 0, sum_squares = 0;
-  };
-
-  ClaimWriter(WorkerSlot& slot, const Job& job, const std::uint64_t& committed, State& state)
+  ClaimWriter(WorkerSlot& slot, const Job& job)
       : slot_(&slot),
-        committed_(&committed),
-        state_(&state),
         first_(job.first),
         unit_(job.unit),
-        count_(job.count) {}
+        count_(job.count),
+        current_(slot.current_claim.load(std::memory_order_relaxed)) {}
 
   static Block items_of(std::uint64_t unit, std::uint64_t count, UnitSpan s) {
     return {std::uint64_t{s.first} * unit, std::min(count, std::uint64_t{s.last} * unit)};
   }
 
-  void operator()(UnitSpan s) const { write(s); }
-  void record(UnitSpan s) const {
+  void announce(UnitSpan s, std::uint64_t committed) { write(s, committed); }
+  void record(UnitSpan s, std::uint64_t committed) {
     const std::uint64_t first_plus_one = std::uint64_t{s.first} + 1;
-    ++state_->chunks;
-    state_->sum += first_plus_one;
-    state_->sum_squares += first_plus_one * first_plus_one;
-    write(s);
+    ++chunks_;
+    sum_ += first_plus_one;
+    sum_squares_ += first_plus_one * first_plus_one;
+    write(s, committed);
   }
 
  private:
-  void write(UnitSpan s) const {
+  void write(UnitSpan s, std::uint64_t committed) {
     const Block b = items_of(unit_, count_, s);
-    const unsigned next = state_->current ^ 1;
-    ClaimRecord& r = slot_->claims[next];
+    current_ ^= 1;
+    ClaimRecord& r = slot_->claims[current_];
     r.first.store(first_ + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
     r.last.store(first_ + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
-    r.base.store(*committed_, std::memory_order_relaxed);
-    r.chunks.store(state_->chunks, std::memory_order_relaxed);
-    r.sum.store(state_->sum, std::memory_order_relaxed);
-    r.sum_squares.store(state_->sum_squares, std::memory_order_relaxed);
-    slot_->current_claim.store(next, std::memory_order_release);
-    state_->current = next;
+    r.base.store(committed, std::memory_order_relaxed);
+    r.chunks.store(chunks_, std::memory_order_relaxed);
+    r.sum.store(sum_, std::memory_order_relaxed);
+    r.sum_squares.store(sum_squares_, std::memory_order_relaxed);
+    slot_->current_claim.store(current_, std::memory_order_release);
   }
 
   WorkerSlot* slot_;
-  const std::uint64_t* committed_;
-  State* state_;
   std::int64_t first_;
   std::uint64_t unit_;
   std::uint64_t count_;
+  unsigned current_;
+  std::uint64_t chunks_ = 0, sum_ = 0, sum_squares_ = 0;
+};
+
+// The Claimer's Announce: a ClaimWriter and the commits it records as each claim's base.
+struct WriterAnnounce {
+  ClaimWriter* writer;
+  const Commits* commits;
+  void operator()(UnitSpan s) const { writer->announce(s, commits->count); }
+  void record(UnitSpan s) const { writer->record(s, commits->count); }
 };
 
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
@@ -109,59 +116,27 @@ class JobRunner {
         worker_(worker),
         parent_(parent),
         budget_(budget),
-        committed_(commit_count(slot.commit.load(std::memory_order_relaxed))),
-        current_(commit_slot(slot.commit.load(std::memory_order_relaxed))),
         parent_checked_(Clock::now()) {}
 
   bool stopped() const { return c_.stop.load(std::memory_order_relaxed) != kRunning; }
 
   Block items_of(UnitSpan s) const { return ClaimWriter::items_of(job_.unit, job_.count, s); }
 
-  // Runs the chunk of item offsets [lo, hi), piece by piece. A chunk shorter than a piece needs
-  // no timing, so small chunks (dynamic(1)) cost no clock reads.
-  void run_items(std::uint64_t lo, std::uint64_t hi) {
-    while (lo < hi && !stopped()) {
-      if (hi - lo < piece_) {
-        run_piece(lo, hi);
-        if (++untimed_ % kUntimedPerParentCheck == 0) check_parent(Clock::now());
-        return;
-      }
-      const Clock::time_point start = Clock::now();
-      run_piece(lo, lo + piece_);
-      const Clock::time_point end = Clock::now();
-      lo += piece_;
-      piece_ = next_piece(piece_, nanoseconds(end - start));
-      check_parent(end);
-    }
-  }
-
-  // Runs items [lo, hi), and the tasks they spawned, and commits them.
-  void run_piece(std::uint64_t lo, std::uint64_t hi) {
-    const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
-    {
-      const ItemFrame tasks(first);
-      job_.run(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_, current_);
-    }
-    current_ ^= 1;
-    committed_ += hi - lo;
-    slot_.commit.store(committed_ | (current_ ? kCommitSlotBit : 0), std::memory_order_release);
-  }
-
   // Claims and runs chunks until the worker's claimer has none left, the job is stopped or the
   // worker's budget is spent.
   void run(const ScheduleState& state) {
     const Clock::time_point started = c_.statistics ? Clock::now() : Clock::time_point{};
-    ClaimWriter::State records{slot_.current_claim.load(std::memory_order_relaxed)};
-    const ClaimWriter writer(slot_, job_, committed_, records);
     ClaimCounts counts;
     if (has_constant_chunks(job_.rule.kind) && c_.trace == nullptr) {
-      counts = run_constant_chunks(*state.counter, writer);
+      counts = run_constant_chunks(*state.counter);
     } else {
-      Claimer claimer(job_.rule, state, worker_, writer);
+      Commits commits = slot_commits();
+      ClaimWriter writer(slot_, job_);
+      Claimer claimer(job_.rule, state, worker_, WriterAnnounce{&writer, &commits});
       if (claimer.measured() || c_.trace != nullptr)
-        run_timed(claimer);
+        run_timed(claimer, commits);
       else
-        run_untimed(claimer);
+        run_untimed(claimer, commits);
       counts = claimer.counts();
     }
     WorkerTally& t = slot_.tally;
@@ -174,27 +149,39 @@ class JobRunner {
 
  private:
   // Constant chunks, untimed: the hot path of dynamic(1), one claim per item. The claim is the
-  // Claimer's (ChunkCounter::claim_constant), in a loop that keeps its state in locals.
-  ClaimCounts run_constant_chunks(ChunkCounter& counter, const ClaimWriter& writer) {
+  // Claimer's (ChunkCounter::claim_constant, recorded right after it), in a loop whose state is
+  // all in locals: every store a claim makes is one more the next fetch_add waits for.
+  ClaimCounts run_constant_chunks(ChunkCounter& counter) {
+    Commits commits = slot_commits();
+    ClaimWriter writer(slot_, job_);
     const std::uint32_t units = job_.rule.units;
     const std::uint64_t chunk = job_.rule.chunk;
     const std::uint64_t allowed = budget_.left();
     std::uint64_t claimed = 0, tries = 0;
     while (claimed != allowed && !stopped()) {
       ++tries;
-      const UnitSpan s = counter.claim_constant(units, chunk, writer);
+      const UnitSpan s = counter.claim_constant(units, chunk);
       if (s.empty()) break;
+      writer.record(s, commits.count);
       ++claimed;
       const Block b = items_of(s);
-      run_items(b.first, b.last);
+      if (b.last - b.first < piece_)
+        run_short_chunk(b.first, b.last, commits);
+      else
+        run_items(b.first, b.last, commits);
     }
     budget_.claimed += claimed;
     return {.chunks = claimed, .operations = tries};
   }
 
+  Commits slot_commits() const {
+    const std::uint64_t commit = slot_.commit.load(std::memory_order_relaxed);
+    return {commit_count(commit), commit_slot(commit)};
+  }
+
   // The other schedules whose chunks need no timing.
   template <class UntimedClaimer>
-  void run_untimed(UntimedClaimer& claimer) {
+  void run_untimed(UntimedClaimer& claimer, Commits& commits) {
     const std::uint64_t allowed = budget_.left();
     std::uint64_t claimed = 0;
     while (claimed != allowed && !stopped()) {
@@ -202,7 +189,7 @@ class JobRunner {
       if (s.empty()) break;
       ++claimed;
       const Block b = items_of(s);
-      run_items(b.first, b.last);
+      run_items(b.first, b.last, commits);
     }
     budget_.claimed += claimed;
   }
@@ -210,7 +197,7 @@ class JobRunner {
   // The loop of the schedules that time their chunks: for what the claimer measures, and for
   // the trace.
   template <class TimedClaimer>
-  void run_timed(TimedClaimer& claimer) {
+  void run_timed(TimedClaimer& claimer, Commits& commits) {
     while (!stopped() && !budget_.spent()) {
       const UnitSpan s = claimer.next();
       if (s.empty()) break;
@@ -218,14 +205,51 @@ class JobRunner {
       const Block b = items_of(s);
       const Clock::time_point start = Clock::now();
       if (claimer.paced())
-        run_piece(b.first, b.last);
+        run_piece(b.first, b.last, commits);
       else
-        run_items(b.first, b.last);
+        run_items(b.first, b.last, commits);
       const Clock::time_point end = Clock::now();
       if (claimer.measured()) claimer.record(s.size(), nanoseconds(end - start));
       if (c_.trace != nullptr) trace(b, start, end);
       if (claimer.paced()) check_parent(end);
     }
+  }
+
+  // Runs the chunk of item offsets [lo, hi), piece by piece. A chunk shorter than a piece needs
+  // no timing, so small chunks (dynamic(1)) cost no clock reads.
+  void run_items(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
+    while (lo < hi && !stopped()) {
+      if (hi - lo < piece_) {
+        run_short_chunk(lo, hi, commits);
+        return;
+      }
+      const Clock::time_point start = Clock::now();
+      run_piece(lo, lo + piece_, commits);
+      const Clock::time_point end = Clock::now();
+      lo += piece_;
+      piece_ = next_piece(piece_, nanoseconds(end - start));
+      check_parent(end);
+    }
+  }
+
+  // Runs a chunk shorter than a piece as one piece, untimed.
+  void run_short_chunk(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
+    run_piece(lo, hi, commits);
+    if (++untimed_ % kUntimedPerParentCheck == 0) check_parent(Clock::now());
+  }
+
+  // Runs items [lo, hi), and the tasks they spawned, and commits them.
+  void run_piece(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
+    const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
+    {
+      const ItemFrame tasks(first);
+      job_.run(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_,
+               commits.current);
+    }
+    commits.current ^= 1;
+    commits.count += hi - lo;
+    slot_.commit.store(commits.count | (commits.current != 0 ? kCommitSlotBit : 0),
+                       std::memory_order_release);
   }
 
   static std::uint64_t nanoseconds(Clock::duration d) {
@@ -257,10 +281,8 @@ class JobRunner {
   unsigned worker_;
   pid_t parent_;
   TaskBudget& budget_;
-  std::uint64_t committed_;
-  unsigned current_;
   std::uint64_t piece_ = 1;
-  std::uint64_t untimed_ = 0;
+  std::uint64_t untimed_ = 0;  // chunks run as one untimed piece
   Clock::time_point parent_checked_;
 };
 
