@@ -40,7 +40,8 @@ struct MapStats {
   std::chrono::nanoseconds makespan{0};
   // max busy / mean busy - 1: 0 is a perfect balance.
   double imbalance = 0;
-  // Compare-and-swaps on shared scheduling state (claims and steals, failed ones too).
+  // Atomic read-modify-writes of shared scheduling state: compare-and-swaps (claims and steals,
+  // failed ones too) and fetch_adds (constant-chunk claims).
   std::uint64_t scheduling_operations = 0;
   std::vector<WorkerStats> workers;
   // Options::trace_chunks: every chunk, up to Options::trace_capacity per worker, by start time.

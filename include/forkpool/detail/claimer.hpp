@@ -101,7 +101,9 @@ inline void reset_schedule_state(const ClaimRule& rule, const ScheduleState& sta
 // What a worker's claims did, for Pool::last_stats().
 struct ClaimCounts {
   std::uint64_t chunks = 0;
-  std::uint64_t operations = 0;  // compare-and-swaps on shared scheduling state, failed ones too
+  // Atomic read-modify-writes of shared scheduling state: compare-and-swaps (failed ones too)
+  // and fetch_adds.
+  std::uint64_t operations = 0;
   std::uint64_t steal_attempts = 0;
   std::uint64_t steals = 0;
 };
@@ -119,7 +121,6 @@ class Claimer {
     }
     template <class Span>
     void record(Span s) const {
-      ++*operations;
       inner.record(s);
     }
   };
@@ -213,6 +214,7 @@ class Claimer {
   }
 
   UnitSpan constant_chunk() {
+    ++counts_.operations;
     const UnitSpan s = state_.counter->claim_constant(rule_.units, rule_.chunk, announce_);
     return s.first >= s.last ? UnitSpan{0, 0} : s;
   }
