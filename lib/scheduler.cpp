@@ -14,7 +14,9 @@
 // made by the parent before it bumps the generation counter (release); a worker reads them after
 // seeing the new generation (acquire). A claim's CAS is a release (see claims.hpp), so the
 // announce before it cannot be reordered after it: a claim that took effect was announced. A
-// piece's results and partial are published by the commit store (release). Everything a worker
+// claim record's fields are made current by a release store of the slot's current_claim, which
+// the parent reads with acquire (read_slot): it sees a whole record or the one before. A piece's
+// results and partial are published by the commit store (release). Everything a worker
 // wrote in a job reaches the parent through its slot's `finished` word: a seq_cst store the parent
 // reads with acquire (or, for a dead worker, through its exit, which the parent learns from
 // waitpid).
