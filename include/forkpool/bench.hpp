@@ -163,7 +163,7 @@ inline void set_ratio_counters(benchmark::State& state, double seconds, double s
 }
 
 // What the pool says the last map did (stats.hpp): makespan (ms), imbalance, chunks, steals and
-// sched_ops (the compare-and-swaps on shared scheduling state).
+// sched_ops (MapStats::scheduling_operations).
 inline void set_stats_counters(benchmark::State& state, const MapStats& stats) {
   state.counters["makespan"] = std::chrono::duration<double, std::milli>(stats.makespan).count();
   state.counters["imbalance"] = stats.imbalance;
