@@ -138,7 +138,7 @@ class JobRunner {
       if (claimer.measured() || c_.trace != nullptr)
         run_timed(claimer, commits);
       else
-        run_untimed(claimer, commits);
+        run_untimed([&claimer] { return claimer.next(); }, commits);
       counts = claimer.counts();
     }
     WorkerTally& t = slot_.tally;
@@ -151,20 +151,38 @@ class JobRunner {
 
  private:
   // Constant chunks, untimed: the hot path of dynamic(1), one claim per item. The claim is the
-  // Claimer's (ChunkCounter::claim_constant, recorded right after it), in a loop whose state is
-  // all in locals: every store a claim makes is one more the next fetch_add waits for.
+  // Claimer's (ChunkCounter::claim_constant, recorded right after it), with its record and
+  // commits in locals: every store a claim makes is one more the next fetch_add waits for.
   ClaimCounts run_constant_chunks(ChunkCounter& counter) {
     Commits commits = slot_commits();
     ClaimWriter writer(slot_, job_);
     const std::uint32_t units = job_.rule.units;
     const std::uint64_t chunk = job_.rule.chunk;
+    std::uint64_t tries = 0;
+    const std::uint64_t chunks = run_untimed(
+        [&] {
+          ++tries;
+          const UnitSpan s = counter.claim_constant(units, chunk);
+          if (!s.empty()) writer.record(s, commits.count);
+          return s;
+        },
+        commits);
+    return {.chunks = chunks, .operations = tries};
+  }
+
+  Commits slot_commits() const {
+    const std::uint64_t commit = slot_.commit.load(std::memory_order_relaxed);
+    return {commit_count(commit), commit_slot(commit)};
+  }
+
+  // Claims with `claim` and runs the chunks, none of them timed; returns how many it claimed.
+  template <class Claim>
+  std::uint64_t run_untimed(Claim claim, Commits& commits) {
     const std::uint64_t allowed = budget_.left();
-    std::uint64_t claimed = 0, tries = 0;
+    std::uint64_t claimed = 0;
     while (claimed != allowed && !stopped()) {
-      ++tries;
-      const UnitSpan s = counter.claim_constant(units, chunk);
+      const UnitSpan s = claim();
       if (s.empty()) break;
-      writer.record(s, commits.count);
       ++claimed;
       const Block b = items_of(s);
       if (b.last - b.first < piece_)
@@ -173,27 +191,7 @@ class JobRunner {
         run_items(b.first, b.last, commits);
     }
     budget_.claimed += claimed;
-    return {.chunks = claimed, .operations = tries};
-  }
-
-  Commits slot_commits() const {
-    const std::uint64_t commit = slot_.commit.load(std::memory_order_relaxed);
-    return {commit_count(commit), commit_slot(commit)};
-  }
-
-  // The other schedules whose chunks need no timing.
-  template <class UntimedClaimer>
-  void run_untimed(UntimedClaimer& claimer, Commits& commits) {
-    const std::uint64_t allowed = budget_.left();
-    std::uint64_t claimed = 0;
-    while (claimed != allowed && !stopped()) {
-      const UnitSpan s = claimer.next();
-      if (s.empty()) break;
-      ++claimed;
-      const Block b = items_of(s);
-      run_items(b.first, b.last, commits);
-    }
-    budget_.claimed += claimed;
+    return claimed;
   }
 
   // The loop of the schedules that time their chunks: for what the claimer measures, and for
