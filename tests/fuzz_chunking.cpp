@@ -30,7 +30,7 @@ using forkpool::detail::af_chunk;
 using forkpool::detail::af_probe_chunk;
 using forkpool::detail::AfSums;
 using forkpool::detail::auto_grain;
-using forkpool::detail::automatic_grain;
+using forkpool::detail::paced_grain;
 using forkpool::detail::Block;
 using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkCounter;
@@ -133,7 +133,7 @@ void rules(FuzzedDataProvider& in) {
   sums.add({static_cast<double>(in.ConsumeIntegral<u64>()) / 1e3,
             static_cast<double>(in.ConsumeIntegral<u64>())});
   CHECK(sized(af_chunk(sums, self, remaining)));
-  CHECK(automatic_grain(in.ConsumeIntegral<u64>(), in.ConsumeIntegral<u64>()) >= 1);
+  CHECK(paced_grain(in.ConsumeIntegral<u64>(), in.ConsumeIntegral<u64>()) >= 1);
 }
 
 // static_block: the parts tile [0, count) in order, the first count % parts one item longer.

@@ -86,6 +86,8 @@ class Schedule {
   // Splits only on demand (rayon's thief splitting, oneTBB's auto partitioner): each worker
   // starts on one of P blocks and claims from it only what it is about to run, a piece of about
   // a millisecond at the rate it measures, so a block is cut only when a thief takes half of it.
+  // A claimed piece cannot be stolen, so near the end of its range a worker claims at most 1/8
+  // of what is left (but no less than its items of about 20 microseconds).
   static Schedule adaptive_stealing() { return Schedule(Kind::adaptive_stealing); }
 
   // ---- For comparisons and for when you do not want to choose.
@@ -98,8 +100,9 @@ class Schedule {
   // item, each next one at most 4 times larger). From that rate it sets its grain, the smallest
   // part of its range a thief may take, to its items of about 20 microseconds: cheap items are
   // never stolen a few at a time (a steal would cost more than it saves), and costly ones can
-  // be stolen one by one. An even map is claimed in a few pieces per millisecond of work and an
-  // uneven one is balanced to within about a millisecond.
+  // be stolen one by one. Near the end of its range it claims at most 1/8 of what is left, down
+  // to a grain, as adaptive_stealing does. An even map is claimed in a few pieces per millisecond
+  // of work, and an uneven one is balanced to within a few grains.
   static Schedule automatic() { return Schedule(Kind::automatic); }
 
   Kind kind() const noexcept { return kind_; }

@@ -204,12 +204,14 @@ inline std::uint64_t af_chunk(AfSums sums, ItemTime self, std::uint64_t remainin
 
 // ---- Work stealing rules
 
-// automatic(): the grain a worker sets once it has measured `items` items in `nanoseconds`: the
-// items of about kAutomaticGrainNanoseconds, at least 1.
-inline constexpr std::uint64_t kAutomaticGrainNanoseconds = 20000;
-constexpr std::uint64_t automatic_grain(std::uint64_t items, std::uint64_t nanoseconds) {
+// adaptive_stealing and automatic: the grain a worker sets once it has measured `items` items in
+// `nanoseconds`: the items of about kPacedGrainNanoseconds, at least 1. Near the end of its range
+// a paced worker claims pieces no smaller than this (paced_take), and automatic() also lets a
+// thief take no less of its range.
+inline constexpr std::uint64_t kPacedGrainNanoseconds = 20000;
+constexpr std::uint64_t paced_grain(std::uint64_t items, std::uint64_t nanoseconds) {
   if (nanoseconds == 0) return std::max<std::uint64_t>(1, items);
-  const double g = static_cast<double>(items) * static_cast<double>(kAutomaticGrainNanoseconds) /
+  const double g = static_cast<double>(items) * static_cast<double>(kPacedGrainNanoseconds) /
                    static_cast<double>(nanoseconds);
   return g < 1 ? 1 : g > 1e18 ? std::uint64_t{1} << 60 : static_cast<std::uint64_t>(g);
 }
@@ -222,6 +224,16 @@ constexpr std::uint64_t auto_grain(std::uint64_t count, std::uint64_t workers) {
 // What an owner takes from the front of its own range of `remaining` units.
 constexpr std::uint64_t own_take(std::uint64_t remaining, std::uint64_t grain) {
   return std::min(remaining, std::max(grain, ceil_div(remaining, kOwnTakeDivisor)));
+}
+
+// What a paced worker (adaptive_stealing, automatic) takes from the front of its own range of
+// `remaining` units: its next piece (next_piece), but never more than own_take(remaining, grain).
+// A piece, once claimed, cannot be stolen; without that bound the last piece of a range is up to
+// a millisecond of work that no idle worker can share, and a map of a millisecond or less runs
+// unbalanced.
+constexpr std::uint64_t paced_take(std::uint64_t remaining, std::uint64_t piece,
+                                   std::uint64_t grain) {
+  return std::min(piece, own_take(remaining, grain));
 }
 
 // What a thief takes from the back of a victim's range of `remaining` units: the back half,

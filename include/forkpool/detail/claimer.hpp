@@ -162,11 +162,10 @@ class Claimer {
       return;
     }
     piece_ = next_piece(units, nanoseconds);
+    grain_ = paced_grain(static_cast<std::uint64_t>(timer_.items),
+                         static_cast<std::uint64_t>(timer_.nanoseconds));
     if (rule_.kind == Schedule::Kind::automatic)
-      state_.times[self_].steal_grain.store(
-          automatic_grain(static_cast<std::uint64_t>(timer_.items),
-                          static_cast<std::uint64_t>(timer_.nanoseconds)),
-          std::memory_order_relaxed);
+      state_.times[self_].steal_grain.store(grain_, std::memory_order_relaxed);
   }
 
   ClaimCounts counts() const {
@@ -208,7 +207,9 @@ class Claimer {
         return stealer_.next();
       case Schedule::Kind::adaptive_stealing:
       case Schedule::Kind::automatic:
-        return stealer_.next([piece = piece_](std::uint64_t r) { return std::min(piece, r); });
+        return stealer_.next([piece = piece_, grain = grain_](std::uint64_t r) {
+          return paced_take(r, piece, grain);
+        });
     }
     return {0, 0};
   }
@@ -244,6 +245,7 @@ class Claimer {
   std::uint64_t counter_guess_ = 0;  // the counter's word after this worker's last claim
   std::uint64_t taken_ = 0;          // static kinds: chunks taken so far
   std::uint64_t piece_ = 1;          // paced kinds: units of the next piece
+  std::uint64_t grain_ = 1;          // paced kinds: the least piece near the end of a range
   ItemTimer timer_;
 };
 

@@ -24,7 +24,8 @@
 //                  (work_stealing: own_take(), 1/8 of what is left, at least the grain;
 //                  adaptive_stealing and automatic: only the piece it is about to run, about a
 //                  millisecond of work at the rate it measured, so the range is cut only when a
-//                  thief comes for it: rayon's thief splitting, oneTBB's auto partitioner) and,
+//                  thief comes for it: rayon's thief splitting, oneTBB's auto partitioner; near
+//                  the end of the range, at most own_take() with a grain of about 20 us) and,
 //                  when its range is empty, steals the back half of a victim's (steal-half,
 //                  Hendler & Shavit, PODC 2002), moves it into its own range, and goes on from
 //                  there; its own range is then stealable in turn (Stealer). Victims: the last
