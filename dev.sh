@@ -5,7 +5,7 @@
 #                                    runs, the test suite again under ASan+UBSan, the thread
 #                                    stress tests under ThreadSanitizer, and the libFuzzer targets
 #                                    for 20 s each
-#   ./dev.sh report [OUTDIR]         run bench_strategies (3 repetitions, a few minutes) and
+#   ./dev.sh report [OUTDIR]         run bench_strategies (5 repetitions, about 10 minutes) and
 #                                    trace_chunks; write report.md, strategies.png and chunks.png
 #                                    into OUTDIR (default bench/reports/) with bench/report.py
 #                                    (its inputs stay in build/default/bench/)
@@ -66,7 +66,7 @@ case "${1:-}" in
     trace=build/default/bench/trace_heavytail.csv
     # Repetitions interleaved at random: a burst of load from other processes then falls on
     # every system alike, not on a run of neighbours (bench_strategies forks before any thread).
-    ./build/default/bench/bench_strategies --benchmark_repetitions=3 \
+    ./build/default/bench/bench_strategies --benchmark_repetitions=5 \
       --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
       --benchmark_out="$results" --benchmark_out_format=json
     ./build/default/bench/trace_chunks --workload=heavytail --out="$trace"
