@@ -30,7 +30,6 @@ using forkpool::detail::af_chunk;
 using forkpool::detail::af_probe_chunk;
 using forkpool::detail::AfSums;
 using forkpool::detail::auto_grain;
-using forkpool::detail::paced_grain;
 using forkpool::detail::Block;
 using forkpool::detail::ceil_div;
 using forkpool::detail::ChunkCounter;
@@ -44,6 +43,8 @@ using forkpool::detail::ItemTime;
 using forkpool::detail::kAutoGrainsPerWorker;
 using forkpool::detail::make_claim_rule;
 using forkpool::detail::own_take;
+using forkpool::detail::paced_grain;
+using forkpool::detail::paced_take;
 using forkpool::detail::python_chunksize;
 using forkpool::detail::reset_schedule_state;
 using forkpool::detail::ScheduleState;
@@ -103,6 +104,10 @@ void rules(FuzzedDataProvider& in) {
         u128{guided} * workers >= remaining);
   const u64 own = own_take(remaining, param);
   CHECK(sized(own) && own >= std::min(remaining, param));
+  // A paced piece is at least one unit, at most the next piece and at most own_take.
+  const auto piece = in.ConsumeIntegralInRange<u64>(1, kMaxU64);
+  const u64 paced = paced_take(remaining, piece, param);
+  CHECK(sized(paced) && paced <= piece && paced <= own);
   // A steal takes everything or leaves the victim at least a grain, and takes at least one.
   const u64 stolen = steal_amount(remaining, param);
   CHECK(sized(stolen) && (stolen == remaining || (stolen >= param && remaining - stolen >= param)));
