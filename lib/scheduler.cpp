@@ -185,6 +185,8 @@ class JobRunner {
       if (s.empty()) break;
       ++claimed;
       const Block b = items_of(s);
+      // run_items would take the same branch, after one more look at the stop flag: for
+      // dynamic(1) that costs 5-10% (10.4 against 11.1 ms for 10^6 items on one worker).
       if (b.last - b.first < piece_)
         run_short_chunk(b.first, b.last, commits);
       else
