@@ -1,13 +1,11 @@
 #include "dispatcher.hpp"
 
 #include "control.hpp"
+#include "library_thread.hpp"
 #include "wait.hpp"
 #include "worker.hpp"
 
 #include <forkpool/forkpool.hpp>
-
-#include <pthread.h>
-#include <signal.h>
 
 #include <algorithm>
 #include <atomic>
@@ -130,17 +128,7 @@ std::size_t equal_lengths(std::initializer_list<std::size_t> lengths) {
 
 Dispatcher::Dispatcher(Host host, std::shared_ptr<Segment> segment)
     : host_(std::move(host)), segment_(std::move(segment)), owner_(this_process()) {
-  // The program's signals are for its own threads: the dispatcher starts with all of them blocked.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  try {
-    thread_ = std::make_unique<std::thread>([this] { loop(); });
-  } catch (...) {
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    throw;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  thread_ = start_library_thread([this] { loop(); });
 }
 
 Dispatcher::~Dispatcher() {

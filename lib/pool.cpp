@@ -2,6 +2,7 @@
 // lifetime. How the items a dead worker lost are found: recovery.hpp.
 #include "control.hpp"
 #include "dispatcher.hpp"
+#include "library_thread.hpp"
 #include "progress.hpp"
 #include "recovery.hpp"
 #include "scheduler.hpp"
@@ -730,21 +731,16 @@ void Pool::Impl::kill_and_reap() {
 void Pool::Impl::start_monitor() {
   monitor_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (monitor_wake < 0) return;
-  // The program's signals are for its own threads: the monitor starts with all of them blocked.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   try {
     // Its poll set is allocated here, at its largest: the monitor itself never allocates, so it
     // never gets a malloc arena of its own.
     std::vector<pollfd> fds;
     fds.reserve(workers + 1);
-    monitor = std::make_unique<std::thread>(
-        [this](std::vector<pollfd> fds) { watch_idle_workers(fds); }, std::move(fds));
+    monitor = detail::start_library_thread(
+        [this, fds = std::move(fds)]() mutable { watch_idle_workers(fds); });
   } catch (const std::system_error&) {
     // Without it, a worker that dies while the pool is idle is reaped by the next call.
   }
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 void Pool::Impl::wake_monitor() {

@@ -265,13 +265,18 @@ TEST(Lifetime, PoolBuiltWhileAnotherThreadWritesToAFile) {
   // holds at the fork must not stop the workers, which flush every stream after each map.
   std::FILE* sink = std::fopen("/dev/null", "w");
   ASSERT_NE(sink, nullptr);
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, writing{false};
   std::thread writer([&] {
     while (!stop.load(std::memory_order_relaxed)) {
       std::fprintf(sink, "some text to keep the stream's lock busy %d\n", 42);
       std::fprintf(stdout, "%s", "");  // stdout's lock too, without printing anything
+      writing.store(true, std::memory_order_release);
     }
   });
+  // Not before the writer is running: AddressSanitizer's allocator (GCC 12) is not fork-safe, and
+  // a thread that is starting allocates through it (README, Known limits); a fork at that instant
+  // would leave the child blocked on an allocator lock that no thread of it holds.
+  while (!writing.load(std::memory_order_acquire)) std::this_thread::yield();
   for (int round = 0; round < 20; ++round) {
     Pool pool(2);
     ASSERT_TRUE(map_works(pool, 1000)) << "round " << round;
