@@ -2,6 +2,7 @@
 // (processes, zombies, descriptors, mappings), idle cost, signals, and pools made on threads.
 #include <forkpool/forkpool.hpp>
 
+#include "library_thread.hpp"
 #include "test_util.hpp"
 
 #include <gtest/gtest.h>
@@ -284,6 +285,24 @@ TEST(Lifetime, PoolBuiltWhileAnotherThreadWritesToAFile) {
   stop.store(true);
   writer.join();
   std::fclose(sink);
+}
+
+TEST(Lifetime, LibraryThreadsRunWithEverySignalBlocked) {
+  // The monitor's and the dispatcher's threads: a program's signals are for its own threads, and
+  // the caller's mask is left as it was.
+  sigset_t before;
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &before), 0);
+  sigset_t seen;
+  sigemptyset(&seen);
+  auto thread = forkpool::detail::start_library_thread(
+      [&seen] { pthread_sigmask(SIG_SETMASK, nullptr, &seen); });
+  thread->join();
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1, SIGRTMIN})
+    EXPECT_EQ(sigismember(&seen, sig), 1) << "signal " << sig << " not blocked in the thread";
+  sigset_t after;
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, nullptr, &after), 0);
+  for (int sig = 1; sig < SIGRTMAX; ++sig)
+    EXPECT_EQ(sigismember(&after, sig), sigismember(&before, sig)) << "signal " << sig;
 }
 
 TEST(Lifetime, WorkersIgnoreSigint) {
