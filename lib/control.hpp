@@ -60,19 +60,26 @@ struct ChunkTrace {
   std::int64_t nanoseconds;
 };
 
-// A claim: the chunk [first, last) (absolute indices) that the worker is about to claim or has
-// claimed, and its commit count when it made the claim. For the schedules that claim with a
-// compare-and-swap, the worker writes it before the CAS, which is a release, so a claim that took
-// effect is always recorded; a recorded claim may still have failed (see recovery.hpp). For
-// constant chunks (a fetch_add, claims.hpp) it is written just after the claim took effect, and
-// `chunks`, `sum` and `sum_squares` count the chunks the worker recorded in this job and add up
-// c + 1 and (c + 1)^2 (mod 2^64) over their first units c: what finds a chunk claimed by a worker
-// that died before recording it.
+// A claim record, in one of two layouts.
+//
+// The schedules that claim with a compare-and-swap: `first`, `last` and `base` hold the chunk
+// [first, last) (absolute indices) that the worker is about to claim, and its commit count when it
+// made the claim. The worker writes them before the CAS, which is a release, so a claim that took
+// effect is always recorded; a recorded claim may still have failed (see recovery.hpp).
+//
+// Constant chunks (a fetch_add, claims.hpp): the worker's n-th chunk of the job (n = 1, 2, ...)
+// is recorded just after its claim took effect, in claims[n % 2]: `sum` and `sum_squares` add up
+// c + 1 and (c + 1)^2 (mod 2^64) over the first units c of the worker's n chunks, and `recorded`,
+// stored last (release), is n << 32 | the first unit of chunk n. The larger `recorded` of the two
+// is a whole record whenever the worker died, and the sums are what finds a chunk claimed by a
+// worker that died before recording it. `base` is the slot's commit count when the job started
+// (the parent's): its chunks before the n-th are all whole and committed, so chunk n started at
+// base + (n - 1) chunk items.
 struct ClaimRecord {
   std::atomic<std::int64_t> first{0};
   std::atomic<std::int64_t> last{0};
   std::atomic<std::uint64_t> base{0};
-  std::atomic<std::uint64_t> chunks{0};
+  std::atomic<std::uint64_t> recorded{0};
   std::atomic<std::uint64_t> sum{0};
   std::atomic<std::uint64_t> sum_squares{0};
 };
@@ -80,9 +87,10 @@ struct ClaimRecord {
 // What one worker slot has claimed and finished; what the parent reads to find the items a dead
 // worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
 //
-// The claim records: two, written in turn. The worker fills the one that is not current, then
-// makes it current (a release store of current_claim), so the parent, reading current_claim with
-// acquire, always sees a whole record, whenever the worker died.
+// The claim records: two, written in turn, so that the parent always reads a whole one, whenever
+// the worker died. A CAS claim fills the one that is not current and then makes it current (a
+// release store of current_claim, read with acquire); a constant chunk's says itself which is the
+// later (ClaimRecord).
 //
 // The commit word: bits 0-62 count the items this slot has finished in the current map; bit 63
 // says which of the slot's two map_reduce partials is current. The worker writes a piece's

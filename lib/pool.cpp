@@ -523,7 +523,7 @@ Pool::Impl::Unfinished Pool::Impl::finish_map(const detail::Job& map_job, bool e
       if (!deaths.empty()) {
         std::vector<detail::SlotState> states;
         for (unsigned w = 0; w < workers; ++w)
-          states.push_back(detail::read_slot(slots[w], ranges[w]));
+          states.push_back(detail::read_slot(slots[w], ranges[w], job));
         std::vector<unsigned> dead;
         for (const Death& d : deaths) dead.push_back(d.worker);
         const auto candidates = detail::lost_candidates(

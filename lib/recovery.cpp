@@ -32,14 +32,31 @@ bool disjoint_from(std::span<const LostSpan> spans, std::uint32_t subset,
 
 }  // namespace
 
-SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range) {
-  const ClaimRecord& r = slot.claims[slot.current_claim.load(std::memory_order_acquire)];
-  return {r.first.load(std::memory_order_relaxed),
-          r.last.load(std::memory_order_relaxed),
-          r.base.load(std::memory_order_relaxed),
-          commit_count(slot.commit.load(std::memory_order_acquire)),
+SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range, const Job& job) {
+  const std::uint64_t committed = commit_count(slot.commit.load(std::memory_order_acquire));
+  if (!has_constant_chunks(job.rule.kind)) {
+    const ClaimRecord& r = slot.claims[slot.current_claim.load(std::memory_order_acquire)];
+    return {r.first.load(std::memory_order_relaxed), r.last.load(std::memory_order_relaxed),
+            r.base.load(std::memory_order_relaxed), committed, range.units()};
+  }
+  // The later of the two records, whole (ClaimRecord): its chunk is the worker's n-th.
+  const std::uint64_t recorded[2] = {slot.claims[0].recorded.load(std::memory_order_acquire),
+                                     slot.claims[1].recorded.load(std::memory_order_acquire)};
+  const unsigned later = recorded[1] > recorded[0] ? 1 : 0;
+  const ClaimRecord& r = slot.claims[later];
+  const std::uint64_t n = recorded[later] >> 32;
+  const std::uint64_t chunk_first = recorded[later] & 0xFFFFFFFFu;
+  const std::uint64_t job_base = r.base.load(std::memory_order_relaxed);
+  if (n == 0) return {job.first, job.first, job_base, committed, range.units()};
+  const auto item = [&job](std::uint64_t unit) {
+    return job.first + static_cast<std::int64_t>(std::min(job.count, unit * job.unit));
+  };
+  return {item(chunk_first),
+          item(chunk_first + job.rule.chunk),
+          job_base + (n - 1) * job.rule.chunk * job.unit,
+          committed,
           range.units(),
-          r.chunks.load(std::memory_order_relaxed),
+          n,
           r.sum.load(std::memory_order_relaxed),
           r.sum_squares.load(std::memory_order_relaxed)};
 }

@@ -76,13 +76,13 @@ struct SlotState {
   std::uint64_t committed;
   UnitSpan range;  // the units left in its ChunkRange (work stealing)
   // Constant chunks: the chunks recorded, and the sums of c + 1 and (c + 1)^2 over their first
-  // units c (ClaimRecord).
+  // units c (ClaimRecord); claim_base is then where the last one started in the commits.
   std::uint64_t chunks = 0;
   std::uint64_t sum = 0;
   std::uint64_t sum_squares = 0;
 };
 
-SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range);
+SlotState read_slot(const WorkerSlot& slot, const ChunkRange& range, const Job& job);
 
 // The candidates for the items the dead workers lost in `job`, in which the shared counter had
 // handed out the items below offset `next`. `slots` holds every worker's, dead or alive.

@@ -6,22 +6,24 @@
 // each piece it commits it (WorkerSlot::commit, with the piece's map_reduce partial) and checks
 // the stop flag (relaxed: a late view only runs one more piece), so a map stops about a
 // millisecond after the items running when it was stopped, and a dead worker loses at most the
-// rest of its chunk. Every claim is recorded in the worker's slot (ClaimWriter: before its CAS,
-// or just after its fetch_add), which with the commits lets the parent find what a dead worker
-// lost (recovery.hpp).
+// rest of its chunk. Every claim is recorded in the worker's slot (ClaimWriter: before its CAS;
+// ConstantChunkWriter: just after its fetch_add), which with the commits lets the parent find what
+// a dead worker lost (recovery.hpp).
 //
 // Memory order. The job descriptor and the schedule's initial state are plain or relaxed writes
 // made by the parent before it bumps the generation counter (release); a worker reads them after
 // seeing the new generation (acquire). A claim's CAS is a release (see claims.hpp), so the
 // announce before it cannot be reordered after it: a claim that took effect was announced. A
-// claim record's fields are made current by a release store of the slot's current_claim, which
-// the parent reads with acquire (read_slot): it sees a whole record or the one before. A piece's
+// claim record's fields are made current by a release store of the slot's current_claim (CAS) or
+// of the record's own `recorded` word (fetch_add), which the parent reads with acquire
+// (read_slot): it sees a whole record or the one before. A piece's
 // results and partial are published by the commit store (release). Everything a worker
 // wrote in a job reaches the parent through its slot's `finished` word: a seq_cst store the parent
 // reads with acquire (or, for a dead worker, through its exit, which the parent learns from
 // waitpid).
 #include "scheduler.hpp"
 
+#include "claim_writers.hpp"
 #include "tasks.hpp"
 #include "worker.hpp"
 
@@ -51,61 +53,14 @@ struct Commits {
   unsigned current;
 };
 
-// Writes a worker's claims into its slot's records (WorkerSlot). announce(): a chunk about to be
-// claimed by a CAS, written before it (the CAS is a release, so these stores cannot move after
-// it). record(): a chunk just claimed by a fetch_add, also counted in the record's sums. Each
-// write fills the record that is not current and then makes it current, so a worker that dies
-// mid-write leaves the previous record whole.
-class ClaimWriter {
- public:
-  ClaimWriter(WorkerSlot& slot, const Job& job)
-      : slot_(&slot),
-        first_(job.first),
-        unit_(job.unit),
-        count_(job.count),
-        current_(slot.current_claim.load(std::memory_order_relaxed)) {}
-
-  static Block items_of(std::uint64_t unit, std::uint64_t count, UnitSpan s) {
-    return {std::uint64_t{s.first} * unit, std::min(count, std::uint64_t{s.last} * unit)};
-  }
-
-  void announce(UnitSpan s, std::uint64_t committed) { write(s, committed); }
-  void record(UnitSpan s, std::uint64_t committed) {
-    const std::uint64_t first_plus_one = std::uint64_t{s.first} + 1;
-    ++chunks_;
-    sum_ += first_plus_one;
-    sum_squares_ += first_plus_one * first_plus_one;
-    write(s, committed);
-  }
-
- private:
-  void write(UnitSpan s, std::uint64_t committed) {
-    const Block b = items_of(unit_, count_, s);
-    current_ ^= 1;
-    ClaimRecord& r = slot_->claims[current_];
-    r.first.store(first_ + static_cast<std::int64_t>(b.first), std::memory_order_relaxed);
-    r.last.store(first_ + static_cast<std::int64_t>(b.last), std::memory_order_relaxed);
-    r.base.store(committed, std::memory_order_relaxed);
-    r.chunks.store(chunks_, std::memory_order_relaxed);
-    r.sum.store(sum_, std::memory_order_relaxed);
-    r.sum_squares.store(sum_squares_, std::memory_order_relaxed);
-    slot_->current_claim.store(current_, std::memory_order_release);
-  }
-
-  WorkerSlot* slot_;
-  std::int64_t first_;
-  std::uint64_t unit_;
-  std::uint64_t count_;
-  unsigned current_;
-  std::uint64_t chunks_ = 0, sum_ = 0, sum_squares_ = 0;
-};
-
-// The Claimer's Announce: a ClaimWriter and the commits it records as each claim's base.
+// The Claimer's Announce: the writers of the worker's claims, and the commits a CAS claim records
+// as its base.
 struct WriterAnnounce {
   ClaimWriter* writer;
+  ConstantChunkWriter* constant;
   const Commits* commits;
   void operator()(UnitSpan s) const { writer->announce(s, commits->count); }
-  void record(UnitSpan s) const { writer->record(s, commits->count); }
+  void record(UnitSpan s) const { constant->record(s); }
 };
 
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
@@ -134,7 +89,8 @@ class JobRunner {
     } else {
       Commits commits = slot_commits();
       ClaimWriter writer(slot_, job_);
-      Claimer claimer(job_.rule, state, worker_, WriterAnnounce{&writer, &commits});
+      ConstantChunkWriter constant(slot_);
+      Claimer claimer(job_.rule, state, worker_, WriterAnnounce{&writer, &constant, &commits});
       if (claimer.measured() || c_.trace != nullptr)
         run_timed(claimer, commits);
       else
@@ -151,23 +107,32 @@ class JobRunner {
 
  private:
   // Constant chunks, untimed: the hot path of dynamic(1), one claim per item. The claim is the
-  // Claimer's (ChunkCounter::claim_constant, recorded right after it), with its record and
-  // commits in locals: every store a claim makes is one more the next fetch_add waits for.
+  // Claimer's (ChunkCounter::claim_constant, recorded right after it), with the loop's state in
+  // locals rather than in the Claimer, and the parent's check every kUntimedPerParentCheck chunks.
   ClaimCounts run_constant_chunks(ChunkCounter& counter) {
+    ConstantChunkWriter writer(slot_);
     Commits commits = slot_commits();
-    ClaimWriter writer(slot_, job_);
     const std::uint32_t units = job_.rule.units;
     const std::uint64_t chunk = job_.rule.chunk;
-    std::uint64_t tries = 0;
-    const std::uint64_t chunks = run_untimed(
-        [&] {
-          ++tries;
-          const UnitSpan s = counter.claim_constant(units, chunk);
-          if (!s.empty()) writer.record(s, commits.count);
-          return s;
-        },
-        commits);
-    return {.chunks = chunks, .operations = tries};
+    const std::uint64_t allowed = budget_.left();
+    bool exhausted = false;
+    while (writer.chunks() != allowed && !stopped()) {
+      const UnitSpan s = counter.claim_constant(units, chunk);
+      if (s.empty()) {
+        exhausted = true;
+        break;
+      }
+      writer.record(s);
+      const Block b = items_of(s);
+      if (b.last - b.first < piece_) {
+        commits = run_piece(b.first, b.last, commits);
+        if (writer.chunks() % kUntimedPerParentCheck == 0) check_parent(Clock::now());
+      } else {
+        commits = run_items(b.first, b.last, commits);
+      }
+    }
+    budget_.claimed += writer.chunks();
+    return {.chunks = writer.chunks(), .operations = writer.chunks() + exhausted};
   }
 
   Commits slot_commits() const {
@@ -185,12 +150,7 @@ class JobRunner {
       if (s.empty()) break;
       ++claimed;
       const Block b = items_of(s);
-      // run_items would take the same branch, after one more look at the stop flag: for
-      // dynamic(1) that costs 5-10% (10.4 against 11.1 ms for 10^6 items on one worker).
-      if (b.last - b.first < piece_)
-        run_short_chunk(b.first, b.last, commits);
-      else
-        run_items(b.first, b.last, commits);
+      commits = run_items(b.first, b.last, commits);
     }
     budget_.claimed += claimed;
     return claimed;
@@ -206,10 +166,8 @@ class JobRunner {
       ++budget_.claimed;
       const Block b = items_of(s);
       const Clock::time_point start = Clock::now();
-      if (claimer.paced())
-        run_piece(b.first, b.last, commits);
-      else
-        run_items(b.first, b.last, commits);
+      commits = claimer.paced() ? run_piece(b.first, b.last, commits)
+                                : run_items(b.first, b.last, commits);
       const Clock::time_point end = Clock::now();
       if (claimer.measured()) claimer.record(s.size(), nanoseconds(end - start));
       if (c_.trace != nullptr) trace(b, start, end);
@@ -217,31 +175,30 @@ class JobRunner {
     }
   }
 
-  // Runs the chunk of item offsets [lo, hi), piece by piece. A chunk shorter than a piece needs
-  // no timing, so small chunks (dynamic(1)) cost no clock reads.
-  void run_items(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
+  // Runs the chunk of item offsets [lo, hi), piece by piece; returns the commits after it. A
+  // chunk shorter than a piece needs no timing, so small chunks cost no clock reads.
+  [[nodiscard]] Commits run_items(std::uint64_t lo, std::uint64_t hi, Commits commits) {
     while (lo < hi && !stopped()) {
-      if (hi - lo < piece_) {
-        run_short_chunk(lo, hi, commits);
-        return;
-      }
+      if (hi - lo < piece_) return run_short_chunk(lo, hi, commits);
       const Clock::time_point start = Clock::now();
-      run_piece(lo, lo + piece_, commits);
+      commits = run_piece(lo, lo + piece_, commits);
       const Clock::time_point end = Clock::now();
       lo += piece_;
       piece_ = next_piece(piece_, nanoseconds(end - start));
       check_parent(end);
     }
+    return commits;
   }
 
   // Runs a chunk shorter than a piece as one piece, untimed.
-  void run_short_chunk(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
-    run_piece(lo, hi, commits);
+  [[nodiscard]] Commits run_short_chunk(std::uint64_t lo, std::uint64_t hi, Commits commits) {
+    commits = run_piece(lo, hi, commits);
     if (++untimed_ % kUntimedPerParentCheck == 0) check_parent(Clock::now());
+    return commits;
   }
 
-  // Runs items [lo, hi), and the tasks they spawned, and commits them.
-  void run_piece(std::uint64_t lo, std::uint64_t hi, Commits& commits) {
+  // Runs items [lo, hi), and the tasks they spawned, and commits them; returns the new commits.
+  [[nodiscard]] Commits run_piece(std::uint64_t lo, std::uint64_t hi, Commits commits) {
     const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
     {
       const ItemFrame tasks(first);
@@ -252,6 +209,7 @@ class JobRunner {
     commits.count += hi - lo;
     slot_.commit.store(commits.count | (commits.current != 0 ? kCommitSlotBit : 0),
                        std::memory_order_release);
+    return commits;
   }
 
   static std::uint64_t nanoseconds(Clock::duration d) {
@@ -307,16 +265,7 @@ ScheduleState schedule_state(Control& control, ChunkRange* ranges) {
 void prepare_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots) {
   reset_schedule_state(control.job.rule, schedule_state(control, ranges));
   if (control.tasks != nullptr) prepare_tasks(*control.tasks);
-  for (unsigned w = 0; w < control.workers; ++w) {
-    WorkerSlot& s = slots[w];
-    ClaimRecord& r = s.claims[s.current_claim.load(std::memory_order_relaxed)];
-    r.first.store(control.job.first, std::memory_order_relaxed);
-    r.last.store(control.job.first, std::memory_order_relaxed);
-    r.base.store(commit_count(s.commit.load(std::memory_order_relaxed)), std::memory_order_relaxed);
-    r.chunks.store(0, std::memory_order_relaxed);
-    r.sum.store(0, std::memory_order_relaxed);
-    r.sum_squares.store(0, std::memory_order_relaxed);
-  }
+  for (unsigned w = 0; w < control.workers; ++w) reset_claims(slots[w], control.job.first);
 }
 
 void run_schedule(Control& control, ChunkRange* ranges, WorkerSlot* slots, unsigned worker,

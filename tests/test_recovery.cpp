@@ -2,6 +2,7 @@
 // failure to fork, and nothing left behind afterwards.
 #include <forkpool/forkpool.hpp>
 
+#include "claim_writers.hpp"
 #include "recovery.hpp"
 #include "test_util.hpp"
 
@@ -929,6 +930,53 @@ TEST(LostItems, ConstantChunksRecordedAfterTheirClaimAreLostForSure) {
   const auto lost = lost_candidates(job, 100, slots, std::vector<unsigned>{0});
   EXPECT_EQ(spans(lost), (Spans{{1043, 1050}}));
   for (const LostSpan& l : lost) EXPECT_TRUE(l.certain);
+}
+
+// The parent reads a constant chunk's claim as the worker's writer left it: the later of the
+// two records, even when the worker died while writing the next one.
+TEST(LostItems, AConstantChunkClaimIsReadFromTheLaterWholeRecord) {
+  using forkpool::detail::ConstantChunkWriter;
+  using forkpool::detail::UnitSpan;
+  const Job job = job_of(Schedule::dynamic(10), 1000, 95);
+  forkpool::detail::WorkerSlot slot;
+  const forkpool::detail::ChunkRange range;
+  slot.commit.store(7);  // items this slot committed in earlier jobs of the map
+  forkpool::detail::reset_claims(slot, job.first);
+  SlotState s = forkpool::detail::read_slot(slot, range, job);
+  EXPECT_EQ(s.chunks, 0u);
+  EXPECT_EQ(s.claim_first, s.claim_last);
+  EXPECT_EQ(s.claim_base, 7u);
+
+  ConstantChunkWriter writer(slot);
+  writer.record(UnitSpan{40, 50});
+  s = forkpool::detail::read_slot(slot, range, job);
+  EXPECT_EQ(s.claim_first, 1040);
+  EXPECT_EQ(s.claim_last, 1050);
+  EXPECT_EQ(s.claim_base, 7u);
+  EXPECT_EQ(s.chunks, 1u);
+  EXPECT_EQ(s.sum, 41u);
+  EXPECT_EQ(s.sum_squares, 41u * 41u);
+
+  writer.record(UnitSpan{90, 95});  // the short last chunk
+  slot.commit.store(7 + 10 + 2);
+  s = forkpool::detail::read_slot(slot, range, job);
+  EXPECT_EQ(s.claim_first, 1090);
+  EXPECT_EQ(s.claim_last, 1095);
+  EXPECT_EQ(s.claim_base, 17u);  // after the whole first chunk
+  EXPECT_EQ(s.committed, 19u);
+  EXPECT_EQ(s.chunks, 2u);
+  EXPECT_EQ(s.sum, 41u + 91u);
+  EXPECT_EQ(s.sum_squares, 41u * 41u + 91u * 91u);
+
+  // Died while writing a third record: its sums are in, its `recorded` word is not.
+  forkpool::detail::ClaimRecord& next = slot.claims[1];
+  next.sum.store(12345);
+  next.sum_squares.store(678);
+  const SlotState torn = forkpool::detail::read_slot(slot, range, job);
+  EXPECT_EQ(torn.chunks, 2u);
+  EXPECT_EQ(torn.sum, s.sum);
+  EXPECT_EQ(torn.sum_squares, s.sum_squares);
+  EXPECT_EQ(torn.claim_first, 1090);
 }
 
 TEST(LostItems, OneOrTwoUnrecordedConstantChunksAreFoundFromTheSums) {
