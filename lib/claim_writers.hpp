@@ -61,33 +61,4 @@ class ClaimWriter {
   unsigned current_;
 };
 
-// Records the constant chunks a worker claimed with a fetch_add, just after each claim, in the
-// layout ClaimRecord describes. It is on the path of every claim, one per item with dynamic(1),
-// so it is three stores and two loads of the worker's own record, with no flag to flip.
-class ConstantChunkWriter {
- public:
-  explicit ConstantChunkWriter(WorkerSlot& slot) : claims_(slot.claims) {}
-
-  // The sums are carried from the previous record (the parent zeroes both before the job), not
-  // in registers, which the call to the job's function would make the loop spill and reload.
-  void record(UnitSpan s) {
-    const ClaimRecord& previous = claims_[chunks_ % 2];
-    const std::uint64_t first_plus_one = std::uint64_t{s.first} + 1;
-    ++chunks_;
-    ClaimRecord& r = claims_[chunks_ % 2];
-    r.sum.store(previous.sum.load(std::memory_order_relaxed) + first_plus_one,
-                std::memory_order_relaxed);
-    r.sum_squares.store(
-        previous.sum_squares.load(std::memory_order_relaxed) + first_plus_one * first_plus_one,
-        std::memory_order_relaxed);
-    r.recorded.store(chunks_ << 32 | s.first, std::memory_order_release);
-  }
-
-  std::uint64_t chunks() const { return chunks_; }
-
- private:
-  ClaimRecord* claims_;
-  std::uint64_t chunks_ = 0;
-};
-
 }  // namespace forkpool::detail

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <forkpool/detail/chunk_range.hpp>
+#include <forkpool/detail/claim_records.hpp>
 #include <forkpool/detail/claimer.hpp>
 #include <forkpool/detail/closures.hpp>
 #include <forkpool/schedule.hpp>
@@ -18,7 +19,7 @@ namespace forkpool::detail {
 // A map is one job, plus one more for each span of items that a dead worker left unfinished (see
 // recovery.hpp).
 struct Job {
-  ChunkFn run;
+  const ClosureCode* code;
   const void* closure;
   std::int64_t first;
   std::uint64_t count;
@@ -60,30 +61,6 @@ struct ChunkTrace {
   std::int64_t nanoseconds;
 };
 
-// A claim record, in one of two layouts.
-//
-// The schedules that claim with a compare-and-swap: `first`, `last` and `base` hold the chunk
-// [first, last) (absolute indices) that the worker is about to claim, and its commit count when it
-// made the claim. The worker writes them before the CAS, which is a release, so a claim that took
-// effect is always recorded; a recorded claim may still have failed (see recovery.hpp).
-//
-// Constant chunks (a fetch_add, claims.hpp): the worker's n-th chunk of the job (n = 1, 2, ...)
-// is recorded just after its claim took effect, in claims[n % 2]: `sum` and `sum_squares` add up
-// c + 1 and (c + 1)^2 (mod 2^64) over the first units c of the worker's n chunks, and `recorded`,
-// stored last (release), is n << 32 | the first unit of chunk n. The larger `recorded` of the two
-// is a whole record whenever the worker died, and the sums are what finds a chunk claimed by a
-// worker that died before recording it. `base` is the slot's commit count when the job started
-// (the parent's): its chunks before the n-th are all whole and committed, so chunk n started at
-// base + (n - 1) chunk items.
-struct ClaimRecord {
-  std::atomic<std::int64_t> first{0};
-  std::atomic<std::int64_t> last{0};
-  std::atomic<std::uint64_t> base{0};
-  std::atomic<std::uint64_t> recorded{0};
-  std::atomic<std::uint64_t> sum{0};
-  std::atomic<std::uint64_t> sum_squares{0};
-};
-
 // What one worker slot has claimed and finished; what the parent reads to find the items a dead
 // worker lost. Only the slot's worker writes it while a job runs, the parent between jobs.
 //
@@ -112,14 +89,6 @@ struct alignas(64) WorkerSlot {
   WorkerTally tally{};
   std::uint32_t traced = 0;  // chunk records written to the worker's part of Control::trace
 };
-
-inline constexpr std::uint64_t kCommitSlotBit = std::uint64_t{1} << 63;
-inline constexpr std::uint64_t commit_count(std::uint64_t commit) {
-  return commit & ~kCommitSlotBit;
-}
-inline constexpr unsigned commit_slot(std::uint64_t commit) {
-  return static_cast<unsigned>(commit >> 63);
-}
 
 inline constexpr std::size_t kInlineClosureBytes = 512;
 

@@ -224,7 +224,7 @@ void Dispatcher::finish(Queued& call, std::exception_ptr error) noexcept {
 void Dispatcher::run_map(Queued& call) {
   const AsyncOp& op = call.op;
   try {
-    host_.run(JobCallable{op.chunk, op.closure.get(), op.size, op.align, op.each_item_once},
+    host_.run(JobCallable{op.code, op.closure.get(), op.size, op.align, op.each_item_once},
               op.first, op.last, op.schedule);
     segment_->prefault(op.out, op.out_bytes, false);
     finish(call, nullptr);
@@ -262,8 +262,9 @@ void Dispatcher::run_tasks(std::vector<Queued>& tasks) {
     const TaskBatch batch{entries.get(), states.get(), errors.get()};
     std::exception_ptr failure;
     try {
-      host_.run(JobCallable{&run_chunk<TaskBatch>, &batch, sizeof batch, alignof(TaskBatch), false},
-                0, static_cast<std::int64_t>(n), Schedule::dynamic(1));
+      host_.run(
+          JobCallable{&closure_code<TaskBatch>, &batch, sizeof batch, alignof(TaskBatch), false}, 0,
+          static_cast<std::int64_t>(n), Schedule::dynamic(1));
     } catch (...) {
       failure = std::current_exception();
     }

@@ -510,11 +510,11 @@ Pool::Impl::Unfinished Pool::Impl::finish_map(const detail::Job& map_job, bool e
     for (const detail::LostSpan& span : todo) {
       // A strided span keeps the map's unit, so that its chunks are the map's chunks.
       const detail::Job job =
-          span.stride > 1 ? detail::make_job(map_job.run, map_job.closure, span.first,
+          span.stride > 1 ? detail::make_job(map_job.code, map_job.closure, span.first,
                                              static_cast<std::uint64_t>(span.last - span.first),
                                              Schedule::static_chunked(span.chunk), workers,
                                              map_job.unit, span.stride)
-                          : detail::make_job(map_job.run, map_job.closure, span.first, span.size(),
+                          : detail::make_job(map_job.code, map_job.closure, span.first, span.size(),
                                              map_job.schedule, workers);
       if (first_round)
         complete_job(map_generation, deadline);
@@ -991,7 +991,7 @@ std::vector<unsigned> Pool::Impl::run_callable(const detail::JobCallable& callab
   } release{*p.segment, allocated, callable.size};
   std::memcpy(closure, callable.closure, callable.size);
 
-  const detail::Job job = detail::make_job(callable.run, closure, first, n, s, p.workers);
+  const detail::Job job = detail::make_job(callable.code, closure, first, n, s, p.workers);
   const Impl::Statistics statistics{p, job, Clock::now()};
   Impl::Unfinished u;
   try {
@@ -1076,7 +1076,7 @@ void Pool::close_stream() noexcept {
   p.idle.notify_all();
 }
 
-void Pool::start_window(detail::ChunkFn run, const void* closure, Range r, Schedule s,
+void Pool::start_window(const detail::ClosureCode* code, const void* closure, Range r, Schedule s,
                         bool reset_stop) {
   Impl& p = *impl_;
   const std::lock_guard lock(p.mutex);
@@ -1085,7 +1085,7 @@ void Pool::start_window(detail::ChunkFn run, const void* closure, Range r, Sched
   if (const std::uint32_t stop = p.control->stop.load(std::memory_order_relaxed);
       !reset_stop && stop)
     p.throw_stop(stop);
-  p.window = detail::make_job(run, closure, r.first, static_cast<std::uint64_t>(r.last - r.first),
+  p.window = detail::make_job(code, closure, r.first, static_cast<std::uint64_t>(r.last - r.first),
                               s, p.workers);
   p.window_start = Clock::now();
   p.start_map(p.window, reset_stop);

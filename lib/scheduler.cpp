@@ -1,6 +1,7 @@
 // Runs a job in a worker: claims chunks with the job's Claimer (include/forkpool/detail/
 // claimer.hpp; the scheduling algorithms are described in claims.hpp) and runs them through the
-// job's ChunkFn.
+// job's ClosureCode; constant chunks, untimed, through the loop instantiated with the closure
+// (constant_chunks.hpp), which calls back here for its rare paths.
 //
 // A worker runs each chunk in pieces of about a millisecond (next_piece() in chunking.hpp). After
 // each piece it commits it (WorkerSlot::commit, with the piece's map_reduce partial) and checks
@@ -16,11 +17,10 @@
 // announce before it cannot be reordered after it: a claim that took effect was announced. A
 // claim record's fields are made current by a release store of the slot's current_claim (CAS) or
 // of the record's own `recorded` word (fetch_add), which the parent reads with acquire
-// (read_slot): it sees a whole record or the one before. A piece's
-// results and partial are published by the commit store (release). Everything a worker
-// wrote in a job reaches the parent through its slot's `finished` word: a seq_cst store the parent
-// reads with acquire (or, for a dead worker, through its exit, which the parent learns from
-// waitpid).
+// (read_slot): it sees a whole record or the one before. A piece's results and partial are
+// published by the commit store (release). Everything a worker wrote in a job reaches the parent
+// through its slot's `finished` word: a seq_cst store the parent reads with acquire (or, for a dead
+// worker, through its exit, which the parent learns from waitpid).
 #include "scheduler.hpp"
 
 #include "claim_writers.hpp"
@@ -44,14 +44,6 @@ using Clock = std::chrono::steady_clock;
 // A running worker checks this often that its parent is alive (an idle one: worker.cpp), after a
 // timed piece or every kUntimedPerParentCheck chunks shorter than a piece (each under ~1 ms).
 constexpr auto kParentCheck = std::chrono::milliseconds(100);
-constexpr std::uint64_t kUntimedPerParentCheck = 128;
-
-// What the worker has committed in its slot (the commit word, WorkerSlot): its count and which
-// map_reduce partial is current. Kept by the job's loop, in a local, and stored after each piece.
-struct Commits {
-  std::uint64_t count;
-  unsigned current;
-};
 
 // The Claimer's Announce: the writers of the worker's claims, and the commits a CAS claim records
 // as its base.
@@ -60,7 +52,7 @@ struct WriterAnnounce {
   ConstantChunkWriter* constant;
   const Commits* commits;
   void operator()(UnitSpan s) const { writer->announce(s, commits->count); }
-  void record(UnitSpan s) const { constant->record(s); }
+  void record(UnitSpan s) const { constant->record(s.first); }
 };
 
 // The worker's view of one job, with index arithmetic and its slot's bookkeeping in one place.
@@ -89,7 +81,7 @@ class JobRunner {
     } else {
       Commits commits = slot_commits();
       ClaimWriter writer(slot_, job_);
-      ConstantChunkWriter constant(slot_);
+      ConstantChunkWriter constant(slot_.claims);
       Claimer claimer(job_.rule, state, worker_, WriterAnnounce{&writer, &constant, &commits});
       if (claimer.measured() || c_.trace != nullptr)
         run_timed(claimer, commits);
@@ -106,33 +98,40 @@ class JobRunner {
   }
 
  private:
-  // Constant chunks, untimed: the hot path of dynamic(1), one claim per item. The claim is the
-  // Claimer's (ChunkCounter::claim_constant, recorded right after it), with the loop's state in
-  // locals rather than in the Claimer, and the parent's check every kUntimedPerParentCheck chunks.
+  // Constant chunks, untimed: the hot path of dynamic(1), one claim per item, in the loop
+  // instantiated with the job's closure.
   ClaimCounts run_constant_chunks(ChunkCounter& counter) {
-    ConstantChunkWriter writer(slot_);
-    Commits commits = slot_commits();
-    const std::uint32_t units = job_.rule.units;
-    const std::uint64_t chunk = job_.rule.chunk;
-    const std::uint64_t allowed = budget_.left();
-    bool exhausted = false;
-    while (writer.chunks() != allowed && !stopped()) {
-      const UnitSpan s = counter.claim_constant(units, chunk);
-      if (s.empty()) {
-        exhausted = true;
-        break;
-      }
-      writer.record(s);
-      const Block b = items_of(s);
-      if (b.last - b.first < piece_) {
-        commits = run_piece(b.first, b.last, commits);
-        if (writer.chunks() % kUntimedPerParentCheck == 0) check_parent(Clock::now());
-      } else {
-        commits = run_items(b.first, b.last, commits);
-      }
-    }
-    budget_.claimed += writer.chunks();
-    return {.chunks = writer.chunks(), .operations = writer.chunks() + exhausted};
+    ConstantChunkJob job{.counter = &counter,
+                         .units = job_.rule.units,
+                         .chunk = job_.rule.chunk,
+                         .unit = job_.unit,
+                         .count = job_.count,
+                         .first = job_.first,
+                         .worker = worker_,
+                         .stop = &c_.stop,
+                         .commit = &slot_.commit,
+                         .claims = slot_.claims,
+                         .allowed = budget_.left(),
+                         .piece = piece_,
+                         .run_pieces = &loop_run_pieces,
+                         .check_parent = &loop_check_parent,
+                         .runner = this};
+    const ConstantChunksRun run = job_.code->constant_chunks(job_.closure, job, slot_commits());
+    piece_ = job.piece;
+    budget_.claimed += run.chunks;
+    return {.chunks = run.chunks, .operations = run.chunks + run.exhausted};
+  }
+  // The constant-chunk loop's rare paths (ConstantChunkJob).
+  static Commits loop_run_pieces(ConstantChunkJob& job, std::uint64_t lo, std::uint64_t hi,
+                                 Commits commits) {
+    auto& self = *static_cast<JobRunner*>(job.runner);
+    self.piece_ = job.piece;
+    commits = self.run_items(lo, hi, commits);
+    job.piece = self.piece_;
+    return commits;
+  }
+  static void loop_check_parent(ConstantChunkJob& job) {
+    static_cast<JobRunner*>(job.runner)->check_parent(Clock::now());
   }
 
   Commits slot_commits() const {
@@ -202,13 +201,12 @@ class JobRunner {
     const std::int64_t first = job_.first + static_cast<std::int64_t>(lo);
     {
       const ItemFrame tasks(first);
-      job_.run(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_,
-               commits.current);
+      job_.code->chunk(job_.closure, first, first + static_cast<std::int64_t>(hi - lo), worker_,
+                       commits.current);
     }
     commits.current ^= 1;
     commits.count += hi - lo;
-    slot_.commit.store(commits.count | (commits.current != 0 ? kCommitSlotBit : 0),
-                       std::memory_order_release);
+    slot_.commit.store(commits.word(), std::memory_order_release);
     return commits;
   }
 
@@ -248,12 +246,12 @@ class JobRunner {
 
 }  // namespace
 
-Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
+Job make_job(const ClosureCode* code, const void* closure, std::int64_t first, std::uint64_t count,
              Schedule schedule, unsigned workers, std::uint64_t unit, std::uint64_t chunk_stride) {
   if (unit == 0) unit = std::max<std::uint64_t>(1, ceil_div(count, ChunkRange::kMaxUnits));
   const auto units = static_cast<std::uint32_t>(ceil_div(count, unit));
   Job job{
-      run, closure, first, count, unit, schedule, make_claim_rule(schedule, units, workers, unit)};
+      code, closure, first, count, unit, schedule, make_claim_rule(schedule, units, workers, unit)};
   job.rule.chunk_stride = chunk_stride;
   return job;
 }

@@ -13,7 +13,7 @@ namespace forkpool::detail {
 // Requires count < 2^62.
 // unit = 0 picks the unit from count; a chunk_stride > 1 runs only every chunk_stride-th chunk
 // of a static_chunked schedule (recovery.hpp).
-Job make_job(ChunkFn run, const void* closure, std::int64_t first, std::uint64_t count,
+Job make_job(const ClosureCode* code, const void* closure, std::int64_t first, std::uint64_t count,
              Schedule schedule, unsigned workers, std::uint64_t unit = 0,
              std::uint64_t chunk_stride = 1);
 

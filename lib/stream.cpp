@@ -125,10 +125,11 @@ void* StreamCore::allocate(std::size_t bytes, std::size_t align, const char* wha
   return p;
 }
 
-void StreamCore::start(ChunkFn run, const void* closure, std::size_t size, std::size_t align) {
+void StreamCore::start(const ClosureCode* code, const void* closure, std::size_t size,
+                       std::size_t align) {
   void* copy = allocate(size, align, "a stream's callable");
   std::memcpy(copy, closure, size);
-  run_ = run;
+  code_ = code;
   closure_ = copy;
   refill();
 }
@@ -177,7 +178,7 @@ void StreamCore::refill() {
   }
   if (last <= started_) return;
   shared_->done.store(0, std::memory_order_relaxed);  // published by start_window
-  pool_.start_window(run_, closure_, Range{started_, last}, schedule_, reset_stop_);
+  pool_.start_window(code_, closure_, Range{started_, last}, schedule_, reset_stop_);
   reset_stop_ = false;
   running_ = true;
   window_first_ = started_;

@@ -936,7 +936,6 @@ TEST(LostItems, ConstantChunksRecordedAfterTheirClaimAreLostForSure) {
 // two records, even when the worker died while writing the next one.
 TEST(LostItems, AConstantChunkClaimIsReadFromTheLaterWholeRecord) {
   using forkpool::detail::ConstantChunkWriter;
-  using forkpool::detail::UnitSpan;
   const Job job = job_of(Schedule::dynamic(10), 1000, 95);
   forkpool::detail::WorkerSlot slot;
   const forkpool::detail::ChunkRange range;
@@ -947,8 +946,8 @@ TEST(LostItems, AConstantChunkClaimIsReadFromTheLaterWholeRecord) {
   EXPECT_EQ(s.claim_first, s.claim_last);
   EXPECT_EQ(s.claim_base, 7u);
 
-  ConstantChunkWriter writer(slot);
-  writer.record(UnitSpan{40, 50});
+  ConstantChunkWriter writer(slot.claims);
+  writer.record(40);
   s = forkpool::detail::read_slot(slot, range, job);
   EXPECT_EQ(s.claim_first, 1040);
   EXPECT_EQ(s.claim_last, 1050);
@@ -957,7 +956,7 @@ TEST(LostItems, AConstantChunkClaimIsReadFromTheLaterWholeRecord) {
   EXPECT_EQ(s.sum, 41u);
   EXPECT_EQ(s.sum_squares, 41u * 41u);
 
-  writer.record(UnitSpan{90, 95});  // the short last chunk
+  writer.record(90);  // the short last chunk
   slot.commit.store(7 + 10 + 2);
   s = forkpool::detail::read_slot(slot, range, job);
   EXPECT_EQ(s.claim_first, 1090);

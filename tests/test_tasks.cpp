@@ -252,6 +252,23 @@ TEST(Tasks, AnExceptionInATaskIsTheMapsTaskError) {
   EXPECT_TRUE(forkpool_test::map_works(pool));
 }
 
+// Constant chunks run in the loop compiled with the map's closure (constant_chunks.hpp), which
+// opens each item's frame too: a task's error names the item that spawned it.
+TEST(Tasks, UnderDynamicOneATasksErrorNamesItsItem) {
+  Pool pool(2);
+  const auto e = catch_as<forkpool::TaskError>([&] {
+    pool.for_each(
+        forkpool::range(40, 60),
+        [](std::int64_t i) {
+          if (i == 47) throw_at(0);
+        },
+        forkpool::Schedule::dynamic(1));
+  });
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->index(), 47);
+  EXPECT_EQ(e->message(), "bad node");
+}
+
 // Run by whichever worker steals it: a thief (not the root's worker) dies of SIGKILL.
 void die_if_stolen(const int* root_worker) {
   if (forkpool::current_process().index != *root_worker) raise(SIGKILL);

@@ -553,7 +553,7 @@ class Pool {
   template <class Closure>
   std::vector<unsigned> run(const Closure& closure, Range r, Schedule s) {
     static_assert(std::is_trivially_copyable_v<Closure>);
-    return run_job(detail::JobCallable{&detail::run_chunk<Closure>, &closure, sizeof(Closure),
+    return run_job(detail::JobCallable{&detail::closure_code<Closure>, &closure, sizeof(Closure),
                                        alignof(Closure), detail::counts_each_item_once<Closure>},
                    r, s);
   }
@@ -575,7 +575,8 @@ class Pool {
   friend class detail::StreamCore;
   void open_stream();
   void close_stream() noexcept;
-  void start_window(detail::ChunkFn run, const void* closure, Range r, Schedule s, bool reset_stop);
+  void start_window(const detail::ClosureCode* code, const void* closure, Range r, Schedule s,
+                    bool reset_stop);
   bool window_needs_finish();
   void finish_window();
   void check_usable() const;

@@ -111,7 +111,7 @@ struct AsyncOp {
   TaskFn task = nullptr;
   void* result = nullptr;
   // A map_async: items [first, last) under `schedule`, each chunk run by `chunk`.
-  ChunkFn chunk = nullptr;
+  const ClosureCode* code = nullptr;
   bool each_item_once = false;
   std::int64_t first = 0;
   std::int64_t last = 0;
@@ -142,7 +142,7 @@ AsyncOp map_op(const Closure& closure, std::int64_t first, std::int64_t last, Sc
   op.closure = std::make_shared<const Closure>(closure);
   op.size = sizeof(Closure);
   op.align = alignof(Closure);
-  op.chunk = &run_chunk<Closure>;
+  op.code = &closure_code<Closure>;
   op.each_item_once = counts_each_item_once<Closure>;
   op.first = first;
   op.last = last;

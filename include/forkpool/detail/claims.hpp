@@ -81,13 +81,19 @@ class ChunkCounter {
                                                 : static_cast<std::uint32_t>(handed_out * chunk);
   }
 
-  // Claims the next chunk of `chunk` units (the last one shorter) of `units`, and passes it to
-  // record(); empty, and nothing recorded, when none are left. A worker stops at its first empty
-  // claim, so the word never passes the number of chunks plus the number of workers.
+  // Claims the next chunk of `chunk` units: returns its index k, units [k chunk, (k + 1) chunk)
+  // (the last one shorter); none are left once k >= ceil(units / chunk). A worker stops at its
+  // first empty claim, so the word never passes the number of chunks plus the number of workers.
+  [[nodiscard]] std::uint64_t claim_index() noexcept {
+    return word_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // claim_index() as the span of units it claims, passed to record(); empty, and nothing
+  // recorded, when none are left.
   template <class Record = NoAnnounce>
   [[nodiscard]] UnitSpan claim_constant(std::uint32_t units, std::uint64_t chunk,
                                         Record record = {}) noexcept {
-    const std::uint64_t first = word_.fetch_add(1, std::memory_order_relaxed) * chunk;
+    const std::uint64_t first = claim_index() * chunk;
     if (first >= units) return {units, units};
     const UnitSpan taken{static_cast<std::uint32_t>(first),
                          static_cast<std::uint32_t>(std::min<std::uint64_t>(first + chunk, units))};

@@ -1,10 +1,11 @@
-// What a worker runs for one chunk of a map. Each kind of map has a closure type holding the
-// user's callable and pointers into the segment; the closure is copied as bytes into the segment
-// and the worker calls run_chunk<Closure>, a function instantiated for it in this same binary.
-// The loop over a chunk is therefore fully typed (f is inlined); there is one indirect call per
-// chunk, not per item.
+// What a worker runs for a map. Each kind of map has a closure type holding the user's callable
+// and pointers into the segment; the closure is copied as bytes into the segment and the worker
+// calls its ClosureCode, functions instantiated for it in this same binary. The loop over a chunk
+// is therefore fully typed (f is inlined); there is one indirect call per chunk, not per item,
+// and none per chunk over constant chunks, whose whole loop is instantiated (constant_chunks.hpp).
 #pragma once
 
+#include <forkpool/detail/constant_chunks.hpp>
 #include <forkpool/result_codec.hpp>
 
 #include <cstddef>
@@ -18,14 +19,19 @@
 
 namespace forkpool::detail {
 
-// Runs items [first, last) in worker `worker`. A map_reduce folds them into the worker's partial
-// `partial` (0 or 1) and writes the result into the other one (see Partial).
-using ChunkFn = void (*)(const void* closure, std::int64_t first, std::int64_t last,
-                         unsigned worker, unsigned partial) noexcept;
+// The code of a closure type. chunk runs items [first, last) in worker `worker`; a map_reduce
+// folds them into the worker's partial `partial` (0 or 1) and writes the result into the other
+// one (see Partial). constant_chunks is the worker's whole loop over a job's constant chunks.
+struct ClosureCode {
+  void (*chunk)(const void* closure, std::int64_t first, std::int64_t last, unsigned worker,
+                unsigned partial) noexcept;
+  ConstantChunksRun (*constant_chunks)(const void* closure, ConstantChunkJob& job,
+                                       Commits commits) noexcept;
+};
 
 // A type-erased closure on the caller's stack, before it is copied into the segment.
 struct JobCallable {
-  ChunkFn run;
+  const ClosureCode* code;
   const void* closure;
   std::size_t size;
   std::size_t align;
@@ -50,6 +56,9 @@ void run_chunk(const void* closure, std::int64_t first, std::int64_t last, unsig
                unsigned partial) noexcept {
   static_cast<const Closure*>(closure)->run(first, last, worker, partial);
 }
+
+template <class Closure>
+inline constexpr ClosureCode closure_code{&run_chunk<Closure>, &run_constant_chunks<Closure>};
 
 template <class F>
 constexpr bool callable_is_trivially_copyable() {

@@ -163,7 +163,7 @@ class StreamCore {
   template <class Closure>
   void start(const Closure& closure) {
     static_assert(std::is_trivially_copyable_v<Closure>);
-    start(&run_chunk<Closure>, &closure, sizeof(Closure), alignof(Closure));
+    start(&closure_code<Closure>, &closure, sizeof(Closure), alignof(Closure));
   }
 
  private:
@@ -176,7 +176,7 @@ class StreamCore {
     std::size_t bytes;
   };
   void* allocate(std::size_t bytes, std::size_t align, const char* what);
-  void start(ChunkFn run, const void* closure, std::size_t size, std::size_t align);
+  void start(const ClosureCode* code, const void* closure, std::size_t size, std::size_t align);
   std::int64_t next_in_order();
   std::int64_t next_finished();
   bool window_published() const;
@@ -202,7 +202,7 @@ class StreamCore {
   PieceRecord* log_ = nullptr;
   void* input_ = nullptr;
   void* results_ = nullptr;
-  ChunkFn run_ = nullptr;
+  const ClosureCode* code_ = nullptr;
   const void* closure_ = nullptr;
   bool open_ = false;  // holds the pool
 
