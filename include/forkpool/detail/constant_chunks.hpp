@@ -58,20 +58,20 @@ struct ConstantChunksRun {
 
 // Claims and runs chunks until none are left, the job is stopped or job.allowed are claimed.
 // Each claim is recorded just after it (ConstantChunkWriter), each chunk runs in an ItemFrame
-// and is committed after it, as lib/scheduler.cpp runs a piece.
-// Everything the loop needs is copied into locals first, and a chunk's items are computed from its
-// index with one multiplication: with two or more workers a claim waits for all the work since
-// the previous one, loads included.
-template <class Closure>
-ConstantChunksRun run_constant_chunks(const void* closure, ConstantChunkJob& job,
+// and is committed after it, as lib/scheduler.cpp runs a piece. Everything the loop needs is
+// copied into locals first, and a chunk's items are computed from its index with one
+// multiplication: with two or more workers a claim waits for all the work since the previous
+// one, loads and multiplications included. kOneItemChunks: the job's chunk and unit are both 1.
+template <class Closure, bool kOneItemChunks>
+ConstantChunksRun constant_chunk_loop(const void* closure, ConstantChunkJob& job,
                                       Commits commits) noexcept {
   const Closure c = *static_cast<const Closure*>(closure);
   ChunkCounter& counter = *job.counter;
   const std::atomic<std::uint32_t>& stop = *job.stop;
   std::atomic<std::uint64_t>& commit = *job.commit;
-  const std::uint64_t chunk = job.chunk;
+  const std::uint64_t chunk = kOneItemChunks ? 1 : job.chunk;
   const std::uint64_t chunks = ceil_div(job.units, chunk);
-  const std::uint64_t chunk_items = chunk * job.unit;
+  const std::uint64_t chunk_items = kOneItemChunks ? 1 : chunk * job.unit;
   const std::uint64_t count = job.count;
   const std::uint64_t allowed = job.allowed;
   const std::int64_t job_first = job.first;
@@ -83,7 +83,7 @@ ConstantChunksRun run_constant_chunks(const void* closure, ConstantChunkJob& job
     if (k >= chunks) return {writer.chunks(), true, commits};
     writer.record(static_cast<std::uint32_t>(k * chunk));
     const std::uint64_t lo = k * chunk_items;
-    const std::uint64_t hi = std::min(count, lo + chunk_items);
+    const std::uint64_t hi = kOneItemChunks ? lo + 1 : std::min(count, lo + chunk_items);
     if (hi - lo >= piece) {
       commits = job.run_pieces(job, lo, hi, commits);
       piece = job.piece;
@@ -100,6 +100,17 @@ ConstantChunksRun run_constant_chunks(const void* closure, ConstantChunkJob& job
     if (writer.chunks() % kUntimedPerParentCheck == 0) job.check_parent(job);
   }
   return {writer.chunks(), false, commits};
+}
+
+// dynamic(1) over a map of at most 2^32 - 1 items: a chunk is one item, the one its index names,
+// so the loop computes nothing from the index; this is the claim OpenMP's dynamic,1 is measured
+// against.
+template <class Closure>
+ConstantChunksRun run_constant_chunks(const void* closure, ConstantChunkJob& job,
+                                      Commits commits) noexcept {
+  return job.chunk == 1 && job.unit == 1
+             ? constant_chunk_loop<Closure, true>(closure, job, commits)
+             : constant_chunk_loop<Closure, false>(closure, job, commits);
 }
 
 }  // namespace forkpool::detail
