@@ -1,5 +1,5 @@
 // A worker's loop over constant chunks (dynamic, fixed_size and python: one fetch_add a claim,
-// ChunkCounter::claim_constant), compiled with each map's closure so that the user's function is
+// ChunkCounter::claim_index), compiled with each map's closure so that the user's function is
 // inlined into it, as an OpenMP loop body is.
 //
 // Why not a call per chunk, as the other schedules make (lib/scheduler.cpp): dynamic(1) claims
@@ -7,8 +7,9 @@
 // from one worker to the next. Whatever a worker does between two claims (the claim's record, the
 // item, its commit) adds to the time of each claim, and on the 2-core machine of our benchmarks
 // a call per item, its arguments and the loop state reloaded around it made dynamic(1) cost 1.5x
-// OpenMP's schedule(dynamic, 1) on seed_1e6. The loop's rare paths are out of line, in the job's
-// runner: a chunk long enough to be run in timed pieces, and the check that the parent is alive.
+// to 1.75x OpenMP's schedule(dynamic, 1) on seed_1e6. The loop's rare paths are out of line, in the
+// job's runner: a chunk long enough to be run in timed pieces, and the check that the parent is
+// alive.
 #pragma once
 
 #include <forkpool/detail/chunking.hpp>
