@@ -1,5 +1,7 @@
-// The claim records a worker writes into its slot (ClaimRecord in control.hpp), which the parent
-// reads back after a worker died (read_slot in recovery.hpp).
+// The claim records of a worker slot (ClaimRecord in include/forkpool/detail/claim_records.hpp),
+// which the parent reads back after a worker died (read_slot in recovery.hpp): the parent's reset
+// before each job, and the writer of the schedules that claim with a compare-and-swap (constant
+// chunks have theirs, ConstantChunkWriter, beside ClaimRecord).
 #pragma once
 
 #include "control.hpp"

@@ -61,9 +61,9 @@ class ConstantChunkWriter {
  public:
   explicit ConstantChunkWriter(ClaimRecord* claims) : claims_(claims) {}
 
-  // The sums are carried from the previous record (the parent zeroes both before the job), not
-  // in registers, which the item's code needs more.
-  // A chunk whose first unit is `first`.
+  // Records the worker's next chunk, whose first unit is `first`. The sums are carried from the
+  // previous record (the parent zeroes both before the job), not in registers, which the item's
+  // code needs more.
   void record(std::uint32_t first) {
     const ClaimRecord& previous = claims_[chunks_ % 2];
     const std::uint64_t first_plus_one = std::uint64_t{first} + 1;
