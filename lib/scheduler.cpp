@@ -117,7 +117,6 @@ class JobRunner {
                          .check_parent = &loop_check_parent,
                          .runner = this};
     const ConstantChunksRun run = job_.code->constant_chunks(job_.closure, job, slot_commits());
-    piece_ = job.piece;
     budget_.claimed += run.chunks;
     return {.chunks = run.chunks, .operations = run.chunks + run.exhausted};
   }
@@ -125,7 +124,6 @@ class JobRunner {
   static Commits loop_run_pieces(ConstantChunkJob& job, std::uint64_t lo, std::uint64_t hi,
                                  Commits commits) {
     auto& self = *static_cast<JobRunner*>(job.runner);
-    self.piece_ = job.piece;
     commits = self.run_items(lo, hi, commits);
     job.piece = self.piece_;
     return commits;

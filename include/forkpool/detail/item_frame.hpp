@@ -32,7 +32,7 @@ extern std::byte* g_arena_top;
 
 // Worker: a piece of map items [first, ...) runs in the job's top-level frame; the tasks its items
 // spawn with forkpool::spawn are its, and the destructor waits for them (the piece's implicit
-// sync). Inline, and only a store and two loads when the items used no task: that is every piece
+// sync). Inline, and only a store and three loads when the items used no task: that is every piece
 // of a plain map, and the hot path of dynamic(1).
 class ItemFrame {
  public:
