@@ -109,7 +109,8 @@ class Simulation {
         stealing_(steals(schedule.kind())),
         counter_writer_(workers),  // the parent reset the counter
         started_(workers),
-        finished_(workers) {
+        finished_(workers),
+        unrecorded_(workers) {
     const ScheduleState state{&counter_, ranges_.data(), times_.data()};
     detail::reset_schedule_state(rule_, state);
     for (unsigned w = 0; w < workers; ++w) claimers_.emplace_back(rule_, state, w);
@@ -139,9 +140,13 @@ class Simulation {
 
  private:
   // Worker w claims its next chunk at `clock` and runs it: its clock when it is done, or none
-  // when it found nothing left to claim.
+  // when it found nothing left to claim. What it measured of its previous chunk is recorded first:
+  // as in the real worker, the others see a measurement once the chunk is over, not once it is
+  // claimed (adaptive_factoring's chunk sizes follow from the other workers' estimates).
   std::optional<double> step(unsigned w, double clock) {
     Claimer<>& claimer = claimers_[w];
+    if (const Measurement m = std::exchange(unrecorded_[w], {}); m.units != 0)
+      claimer.record(m.units, m.nanoseconds);
     const std::uint64_t attempts = claimer.counts().steal_attempts;
     if (from_counter_ && counter_writer_ != w) clock += costs_.remote_ns;
     const UnitSpan s = claimer.next();
@@ -159,7 +164,8 @@ class Simulation {
       stats_.chunks.push_back(
           {w, s.first, s.size(), to_nanoseconds(costs_.start_ns + clock), to_nanoseconds(run)});
     // The real worker times the chunk's items (lib/scheduler.cpp); the claim is not in it.
-    if (claimer.measured()) claimer.record(s.size(), static_cast<std::uint64_t>(std::llround(run)));
+    if (claimer.measured())
+      unrecorded_[w] = {s.size(), static_cast<std::uint64_t>(std::llround(run))};
     stats_.workers[w].items += s.size();
     return clock + run;
   }
@@ -188,6 +194,11 @@ class Simulation {
                      [](const ChunkRecord& a, const ChunkRecord& b) { return a.start < b.start; });
   }
 
+  // A chunk's units and the time its items took, not yet recorded by its worker's Claimer.
+  struct Measurement {
+    std::uint64_t units = 0, nanoseconds = 0;
+  };
+
   ClaimRule rule_;
   ChunkCounter counter_;
   std::vector<ChunkRange> ranges_;
@@ -198,6 +209,7 @@ class Simulation {
   bool trace_, from_counter_, stealing_;
   unsigned counter_writer_;  // the worker that claimed from the shared counter last
   std::vector<double> started_, finished_;
+  std::vector<Measurement> unrecorded_;  // per worker: its last chunk, recorded at its next claim
   MapStats stats_;
 };
 

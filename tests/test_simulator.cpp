@@ -182,6 +182,31 @@ TEST(Simulator, ChunkCountsAreTheRules) {
   EXPECT_EQ(sizes_by_first(simulate(Schedule::guided(), 4, items, {}, true)), gss);
 }
 
+TEST(Simulator, AWorkersMeasurementIsSeenOnceItsChunkIsOver) {
+  // adaptive_factoring on 2 workers: probe chunks of 12800 / (64 x 2) = 100 items. Worker 0 runs
+  // two fast probes, [0, 100) and [200, 300), while worker 1 is still in its slow one, [100, 200):
+  // as in the pool, worker 1 has published no estimate yet, and worker 0's third chunk is sized
+  // from worker 0's estimate alone.
+  std::vector<double> items(12800, 100.0);
+  std::fill(items.begin() + 100, items.begin() + 200, 1000.0);
+  const MapStats m = simulate(Schedule::adaptive_factoring(), 2, items, {}, true);
+  const auto third =
+      std::find_if(m.chunks.begin(), m.chunks.end(), [](const auto& c) { return c.first == 300; });
+  ASSERT_NE(third, m.chunks.end());
+  EXPECT_EQ(third->worker, 0u);
+  using forkpool::detail::AfSums;
+  using forkpool::detail::ItemTime;
+  const ItemTime fast{.mean = 100, .variance = 0}, slow{.mean = 1000, .variance = 0};
+  AfSums own;
+  own.add(fast);
+  AfSums both = own;
+  both.add(slow);
+  const std::uint64_t expected = forkpool::detail::af_chunk(own.over(2), fast, 12500);
+  EXPECT_EQ(third->items, expected);
+  // What it would be had worker 1's slow probe been seen when it was claimed.
+  EXPECT_NE(forkpool::detail::af_chunk(both, fast, 12500), expected);
+}
+
 TEST(Simulator, AnEmptyMapTakesNoTime) {
   const MapStats m = simulate(Schedule::dynamic(1), 8, {}, {.start_ns = 1000});
   EXPECT_EQ(m.makespan, nanoseconds(0));
