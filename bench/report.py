@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns bench_strategies' Google Benchmark JSON (and trace_chunks' CSV) into a report.
 
-    python3 bench/report.py results.json [--trace trace.csv] [--out DIR]
+    python3 bench/report.py results.json [more.json ...] [--trace trace.csv] [--out DIR]
 
 writes into DIR (default bench/reports/):
   report.md       a table per workload (time, time / ideal, imbalance, chunks, steals; the best
@@ -9,7 +9,9 @@ writes into DIR (default bench/reports/):
   strategies.png  time / ideal of every system, one panel per workload
   chunks.png      chunk size over time in one map, one panel per strategy (with --trace)
 
-./dev.sh report runs the benchmarks and then this. Needs python3 and matplotlib only.
+Several JSON files are one report: ./dev.sh report runs the short workloads apart, with more
+repetitions. The header's date and load average are the first file's. ./dev.sh report runs the
+benchmarks and then this. Needs python3 and matplotlib only.
 """
 
 import argparse
@@ -63,6 +65,7 @@ class Result:
     family: str  # seq, forkpool, omp, tbb, stats_on, stats_off
     strategy: str  # "" for seq
     time_ms: float = math.nan
+    repetitions: int = 0
     counters: dict = field(default_factory=dict)
     error: str = ""
 
@@ -134,10 +137,25 @@ def load_results(path):
         else:
             entries = [medians[run_name]] if run_name in medians else runs[run_name]
             result.time_ms, result.counters = median_of(path, run_name, entries)
+            result.repetitions = (medians[run_name].get("repetitions", 0) if run_name in medians
+                                  else len(entries))
         results.append(result)
     if not results:
         raise ReportError(f"{path} has no benchmarks")
     return data.get("context", {}), results
+
+
+def load_all(paths):
+    """The benchmarks of several files, in file order; the context is the first file's."""
+    context, results = load_results(paths[0])
+    seen = {(r.workload, r.family, r.strategy) for r in results}
+    for path in paths[1:]:
+        for r in load_results(path)[1]:
+            if (r.workload, r.family, r.strategy) in seen:
+                raise ReportError(f"{path}: {r.label} on {r.workload} is in an earlier file too")
+            seen.add((r.workload, r.family, r.strategy))
+            results.append(r)
+    return context, results
 
 
 def median_of(path, run_name, entries):
@@ -353,7 +371,11 @@ def write_markdown(path, context, results, trace, trace_workload):
                   "started): other processes competed for the CPUs, so these figures are noisy, "
                   "and a ratio measured while they ran says little. Rerun on a quiet machine.", ""]
     for workload, rows in by_workload(results).items():
-        lines += [f"## {workload}", "", *workload_table(rows), "", verdict(rows), ""]
+        lines += [f"## {workload}", ""]
+        repetitions = sorted({r.repetitions for r in rows if r.repetitions})
+        if repetitions:
+            lines += [f"Medians of {' to '.join(map(str, repetitions))} repetitions.", ""]
+        lines += [*workload_table(rows), "", verdict(rows), ""]
         claims = per_claim_cost(workload, rows)
         if claims:
             lines += [claims, ""]
@@ -479,7 +501,8 @@ def plot_chunks(path, trace, workload, p):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("results", type=Path, help="bench_strategies --benchmark_out JSON file")
+    parser.add_argument("results", type=Path, nargs="+",
+                        help="bench_strategies --benchmark_out JSON files, one report")
     parser.add_argument("--trace", type=Path, help="trace_chunks CSV file (for chunks.png)")
     parser.add_argument("--trace-workload", default="heavytail",
                         help="the workload the trace is of, for titles (default: heavytail)")
@@ -487,7 +510,7 @@ def main():
                         help="output directory (default: bench/reports)")
     args = parser.parse_args()
     try:
-        context, results = load_results(args.results)
+        context, results = load_all(args.results)
         trace = load_trace(args.trace) if args.trace else {}
         args.out.mkdir(parents=True, exist_ok=True)
         write_markdown(args.out / "report.md", context, results, trace, args.trace_workload)
