@@ -61,6 +61,15 @@ case "${1:-}" in
     install_missing
     cmake --preset default >/dev/null
     cmake --build --preset default -j"$jobs" --target bench_strategies trace_chunks
+    # report.py calls the machine busy when the 1-minute load average at the start is above 0.75
+    # per CPU; a build just before raises it for a minute or two. Wait (up to 3 minutes) for it to
+    # fall, so that the warning speaks of other processes only.
+    for i in $(seq 90); do
+      awk -v cpus="$jobs" '{ exit !($1 > 0.75 * cpus) }' /proc/loadavg || break
+      [ "$i" -gt 1 ] ||
+        echo "dev.sh: waiting for the load average to fall from $(cut -d' ' -f1 /proc/loadavg)" >&2
+      sleep 2
+    done
     # The raw results stay with the build (the trace is megabytes); report.py reruns on them.
     results=build/default/bench/strategies.json
     short_results=build/default/bench/strategies_short.json
