@@ -76,22 +76,22 @@ case "${1:-}" in
     trace=build/default/bench/trace_heavytail.csv
     # Repetitions interleaved at random: a burst of load from other processes then falls on
     # every system alike, not on a run of neighbours (bench_strategies forks before any thread).
+    strategies() {  # REPETITIONS FILTER OUT
+      ./build/default/bench/bench_strategies --benchmark_repetitions="$1" --benchmark_filter="$2" \
+        --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+        --benchmark_out="$3" --benchmark_out_format=json
+    }
     # The maps of a millisecond or less (seed_1e6, tiny) vary by 5-15% from one repetition to the
     # next on this VM, so their medians get 15 repetitions (about 4 minutes), the others 5.
-    ./build/default/bench/bench_strategies --benchmark_repetitions=5 \
-      --benchmark_filter='^(uniform|triangular|heavytail|bimodal|mandelbrot)/' \
-      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
-      --benchmark_out="$results" --benchmark_out_format=json
-    ./build/default/bench/bench_strategies --benchmark_repetitions=15 \
-      --benchmark_filter='^(seed_1e6|tiny)/' \
-      --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
-      --benchmark_out="$short_results" --benchmark_out_format=json
+    strategies 5 '^(uniform|triangular|heavytail|bimodal|mandelbrot)/' "$results"
+    strategies 15 '^(seed_1e6|tiny)/' "$short_results"
     ./build/default/bench/trace_chunks --workload=heavytail --out="$trace"
     # The Debian python3, which has python3-matplotlib: a pyenv or virtualenv python3 earlier on
     # PATH may not.
     python=/usr/bin/python3
     [ -x "$python" ] || python=python3
-    "$python" bench/report.py "$results" "$short_results" --trace "$trace" --trace-workload heavytail --out "$out"
+    "$python" bench/report.py "$results" "$short_results" --trace "$trace" \
+      --trace-workload heavytail --out "$out"
     ;;
   *)
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2

@@ -9,9 +9,9 @@ writes into DIR (default bench/reports/):
   strategies.png  time / ideal of every system, one panel per workload
   chunks.png      chunk size over time in one map, one panel per strategy (with --trace)
 
-Several JSON files are one report: ./dev.sh report runs the short workloads apart, with more
-repetitions. The header's date and load average are the first file's. ./dev.sh report runs the
-benchmarks and then this. Needs python3 and matplotlib only.
+./dev.sh report runs the benchmarks and then this, with two JSON files: the short workloads run
+apart, with more repetitions. Several files make one report; its header's date and load average
+are the first file's. Needs python3 and matplotlib only.
 """
 
 import argparse
