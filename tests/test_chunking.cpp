@@ -1057,6 +1057,22 @@ TEST(Claimer, AutomaticStealsByTheVictimsGrainNotTheThiefs) {
   EXPECT_EQ(rig[0].counts().steals, 0u);
 }
 
+// A worker that has measured nothing has not started (a late wake-up): a thief sizes its steal
+// from it by its own grain. Worker 1's units cost 1 ns (a grain of 20000 units), so once its own
+// block [8, 16) is run it takes all of worker 0's [0, 8) in one steal, not 4, 2, 1 and 1 units
+// in four, as a tiny map did when the thief fell back to a grain of one unit.
+TEST(Claimer, AutomaticTakesAllOfAnUnstartedWorkersRangeUnderTheThiefsGrain) {
+  ClaimerRig rig(Schedule::automatic(), 16, 2);
+  std::vector<UnitSpan> claims;
+  for (UnitSpan s = rig.claim(1, 1); !s.empty(); s = rig.claim(1, 1)) claims.push_back(s);
+  ASSERT_FALSE(claims.empty());
+  EXPECT_EQ(rig[1].counts().steals, 1u);
+  std::uint32_t stolen = 0;
+  for (const UnitSpan s : claims) stolen += s.last <= 8 ? s.size() : 0;
+  EXPECT_EQ(stolen, 8u) << "worker 1 ran " << stolen << " of worker 0's 8 units";
+  EXPECT_TRUE(rig.claim(0, 1).empty()) << "worker 0 found units left in its range";
+}
+
 TEST(Claimer, PacedSchedulesClaimOnlyTheNextPieceAtTheMeasuredRate) {
   for (Schedule s : {Schedule::adaptive_stealing(), Schedule::automatic()}) {
     SCOPED_TRACE(s.name());

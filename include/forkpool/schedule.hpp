@@ -100,9 +100,10 @@ class Schedule {
   // item, each next one at most 4 times larger). From that rate it sets its grain, the smallest
   // part of its range a thief may take, to its items of about 20 microseconds: cheap items are
   // never stolen a few at a time (a steal would cost more than it saves), and costly ones can
-  // be stolen one by one. Near the end of its range it claims at most 1/8 of what is left, down
-  // to a grain, as adaptive_stealing does. An even map is claimed in a few pieces per millisecond
-  // of work, and an uneven one is balanced to within a few grains.
+  // be stolen one by one; from a worker that has measured nothing yet (it has not started), a
+  // thief takes at least its own grain. Near the end of its range it claims at most 1/8 of what
+  // is left, down to a grain, as adaptive_stealing does. An even map is claimed in a few pieces
+  // per millisecond of work, and an uneven one is balanced to within a few grains.
   static Schedule automatic() { return Schedule(Kind::automatic); }
 
   Kind kind() const noexcept { return kind_; }

@@ -143,8 +143,8 @@ class ChunkCounter {
 
 // What one worker measured of its items, published for the others (relaxed: an estimate a little
 // out of date only changes a chunk size). adaptive_factoring: the mean and variance of an item's
-// run time; automatic: the smallest part of this worker's range a thief may take (0: the
-// thief's own grain).
+// run time; automatic: the smallest part of this worker's range a thief may take (0: not measured
+// yet, and the thief takes at least its own).
 struct alignas(64) SharedItemTime {
   std::atomic<double> mean{0};
   std::atomic<double> variance{0};
@@ -157,7 +157,9 @@ template <class Announce = NoAnnounce>
 class Stealer {
  public:
   // With `victim_grains`, a steal from worker v takes at least victim_grains[v].steal_grain
-  // units (when set) rather than `grain`.
+  // units; while v has measured nothing (it has not started: a late wake-up), at least the
+  // thief's own, so that a thief does not halve a sleeping worker's range down to single units;
+  // `grain` when neither is set.
   Stealer(ChunkRange* ranges, unsigned workers, unsigned self, std::uint64_t grain,
           Announce announce = {}, const SharedItemTime* victim_grains = nullptr) noexcept
       : announce_(announce),
@@ -217,8 +219,10 @@ class Stealer {
 
   std::uint64_t grain_of(unsigned victim) const noexcept {
     if (victim_grains_ == nullptr) return grain_;
-    const std::uint64_t g = victim_grains_[victim].steal_grain.load(std::memory_order_relaxed);
-    return g != 0 ? g : grain_;
+    for (const unsigned w : {victim, self_})
+      if (const std::uint64_t g = victim_grains_[w].steal_grain.load(std::memory_order_relaxed))
+        return g;
+    return grain_;
   }
 
   Announce announce_;
