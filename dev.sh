@@ -5,7 +5,7 @@
 #                                    runs, the test suite again under ASan+UBSan, the thread
 #                                    stress tests under ThreadSanitizer, and the libFuzzer targets
 #                                    for 20 s each
-#   ./dev.sh report [OUTDIR]         run bench_strategies (about 15 minutes) and trace_chunks;
+#   ./dev.sh report [OUTDIR]         run bench_strategies (about 20 minutes) and trace_chunks;
 #                                    write report.md, strategies.png and chunks.png into OUTDIR
 #                                    (default bench/reports/) with bench/report.py (its inputs
 #                                    stay in build/default/bench/)
@@ -76,15 +76,18 @@ case "${1:-}" in
     trace=build/default/bench/trace_heavytail.csv
     # Repetitions interleaved at random: a burst of load from other processes then falls on
     # every system alike, not on a run of neighbours (bench_strategies forks before any thread).
-    strategies() {  # REPETITIONS FILTER OUT
-      ./build/default/bench/bench_strategies --benchmark_repetitions="$1" --benchmark_filter="$2" \
+    strategies() {  # REPETITIONS SECONDS FILTER OUT
+      ./build/default/bench/bench_strategies --benchmark_repetitions="$1" \
+        --benchmark_min_time="$2" --benchmark_filter="$3" \
         --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
-        --benchmark_out="$3" --benchmark_out_format=json
+        --benchmark_out="$4" --benchmark_out_format=json
     }
-    # The maps of a millisecond or less (seed_1e6, tiny) vary by 5-15% from one repetition to the
-    # next on this VM, so their medians get 15 repetitions (about 4 minutes), the others 5.
-    strategies 5 '^(uniform|triangular|heavytail|bimodal|mandelbrot)/' "$results"
-    strategies 15 '^(seed_1e6|tiny)/' "$short_results"
+    strategies 5 0.5 '^(uniform|triangular|heavytail|bimodal|mandelbrot)/' "$results"
+    # The maps of a millisecond or less (seed_1e6, tiny) run 10-25% slower or faster for minutes
+    # at a time on this VM, on every system alike. 15 repetitions of 0.5 s sample those spells
+    # unevenly (two strategies doing the same work differed by 20% in a run); 100 of 0.05 s,
+    # spread over the whole run, put them in every system's median alike (about 7 minutes).
+    strategies 100 0.05 '^(seed_1e6|tiny)/' "$short_results"
     ./build/default/bench/trace_chunks --workload=heavytail --out="$trace"
     # The Debian python3, which has python3-matplotlib: a pyenv or virtualenv python3 earlier on
     # PATH may not.
